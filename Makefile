@@ -1,0 +1,62 @@
+# STS calcinosis EDC. `make run` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+PORT ?= 8000
+# Production-like environment for `check --deploy` (no value here is used by a real site).
+DEPLOY_ENV := DEBUG=false ALLOWED_HOSTS=edc.example.org SECURE_SSL_REDIRECT=true SECURE_COOKIES=true \
+	SECRET_KEY=deploy-check-$$(printf 'k%.0s' {1..60}) SITE_URL=https://edc.example.org
+
+.PHONY: run test venv dev-deps assets env preflight migrate demo lint check-deploy bench clean
+
+run: venv assets env preflight migrate demo
+	@echo ""
+	@echo "  STS Calcinosis EDC: http://127.0.0.1:$(PORT)/   (demo logins printed above)"
+	@echo ""
+	PORT=$(PORT) .venv/bin/honcho start
+
+test: dev-deps assets preflight-test lint
+	$(PY) manage.py makemigrations --check --dry-run
+	$(DEPLOY_ENV) $(PY) manage.py check --deploy --fail-level WARNING
+	.venv/bin/pytest
+
+venv: .venv/.installed
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3.11 -m venv .venv
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+dev-deps: .venv/.dev-installed
+.venv/.dev-installed: requirements.txt requirements-dev.txt .venv/.installed
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+assets: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# A development .env (DEBUG, plain HTTP on 127.0.0.1, e-mails kept in var/outbox) with its own key.
+env: .env
+.env: .env.example
+	cp .env.example .env
+	echo "SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))')" >> .env
+
+preflight: venv env
+	$(PY) manage.py preflight
+
+preflight-test: dev-deps
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py preflight
+
+migrate: preflight
+	$(PY) manage.py migrate --no-input
+
+demo: migrate
+	$(PY) manage.py seed_demo
+
+lint: dev-deps
+	.venv/bin/ruff check .
+
+clean:
+	rm -rf .venv node_modules var

@@ -1,0 +1,1 @@
+"""Lesion registry, ultrasound measurements, injections, DICOM files (issues #4, #6)."""

@@ -1,0 +1,1 @@
+"""Screening, eligibility, consent, participants, visits, adverse events (issues #3, #4)."""

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ProMeasuresConfig(AppConfig):
+    name = "pro_measures"

@@ -1,0 +1,1 @@
+"""Instrument definitions, invitations, responses, reminders (issue #5)."""

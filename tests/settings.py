@@ -1,0 +1,23 @@
+"""The test run's environment, then the one settings module (trial.settings).
+
+Tests use the real PostgreSQL and Redis. Only what a test run needs differs: plain HTTP on the test
+client, a fast password hasher, a Redis database of its own, e-mail kept in memory.
+"""
+
+import os
+
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("SECRET_KEY", "test-only-key-" + "x" * 60)
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("SECURE_COOKIES", "false")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sts_edc")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("TIME_ZONE", "America/New_York")
+os.environ.setdefault("STATIC_MANIFEST", "false")
+os.environ.setdefault("EMAIL_URL", "memorymail://")
+
+from trial.settings import *  # noqa: E402,F403
+
+# Argon2 is deliberately slow; tests create many users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,1 @@
+"""Signing in: passwords, two-factor, lockout, session limits, password reset."""

@@ -1,0 +1,8 @@
+class RequireTwoFactorMiddleware:
+    """Placeholder: replaced by the two-factor enforcement middleware."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)

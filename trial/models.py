@@ -1,0 +1,214 @@
+"""People and places: users (e-mail login), sites, and which user works at which site.
+
+Users are deactivated, never deleted (a database trigger refuses the DELETE), and their ids come
+from an identity sequence, so an id is never reused (21 CFR 11.10(d), 11.300(a)). Role grants are
+group memberships; both they and site memberships are audited, so every grant or removal of
+access is recorded with who, when and why.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+
+import pgtrigger
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Group, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from trial.audit import audited
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            _("%(value)s is not a time zone; use an IANA name such as Europe/London."),
+            params={"value": value},
+        ) from None
+
+
+class SiteQuerySet(models.QuerySet):
+    def visible_to(self, user) -> SiteQuerySet:
+        """Sites whose data `user` may see: their memberships, or all for cross-site roles."""
+        if not getattr(user, "is_authenticated", False) or not user.is_active:
+            return self.none()
+        if user.has_perm("trial.view_all_sites"):
+            return self
+        return self.filter(memberships__user=user)
+
+
+@audited
+class Site(models.Model):
+    code = models.CharField(
+        _("site code"),
+        max_length=10,
+        unique=True,
+        help_text=_("Short code used in study ids, e.g. 01."),
+    )
+    name = models.CharField(_("site name"), max_length=200)
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text=_("IANA name, e.g. America/New_York. Dates and times at this site show in it."),
+    )
+    contact_email = models.EmailField(
+        _("contact e-mail"), blank=True, help_text=_("Shown to participants who need help.")
+    )
+    contact_phone = models.CharField(_("contact telephone"), max_length=40, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    objects = SiteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("site")
+        verbose_name_plural = _("sites")
+        permissions = [
+            ("view_all_sites", _("Can see the data of every site")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("site-detail", args=[self.pk])
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+        if not email:
+            raise ValueError("An e-mail address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+    def visible_to(self, user):
+        """Users an administrator may manage; everyone else sees only themself."""
+        if getattr(user, "is_authenticated", False) and user.has_perm("trial.manage_users"):
+            return self.all()
+        if getattr(user, "is_authenticated", False):
+            return self.filter(pk=user.pk)
+        return self.none()
+
+
+@audited
+@pgtrigger.register(
+    # Users are deactivated, never deleted: their ids stay in the audit trail (11.300(a)).
+    pgtrigger.Protect(name="users_are_never_deleted", operation=pgtrigger.Delete),
+)
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(_("e-mail address"), unique=True)
+    full_name = models.CharField(
+        _("full name"), max_length=200, help_text=_("Printed name, shown with e-signatures.")
+    )
+    is_active = models.BooleanField(
+        _("active"),
+        default=True,
+        help_text=_("Deactivate instead of deleting: a user's record is kept for the audit trail."),
+    )
+    is_staff = models.BooleanField(_("may use the admin site"), default=False)
+    date_joined = models.DateTimeField(_("account created"), default=timezone.now)
+    # Roles are groups; the explicit through table makes each grant an audited row.
+    groups = models.ManyToManyField(
+        Group,
+        through="RoleGrant",
+        blank=True,
+        related_name="user_set",
+        related_query_name="user",
+        verbose_name=_("roles"),
+    )
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["full_name"]
+    # Never shown as a value in the audit history page.
+    audit_hidden_fields = ("password",)
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        ordering = ["full_name", "email"]
+        permissions = [
+            ("manage_users", _("Can create and deactivate users and grant roles and sites")),
+            ("view_outbox", _("Can read the development e-mail outbox")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(email=""), name="user_email_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name or self.email
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError(_("Users are deactivated, never deleted."))
+
+    @property
+    def audit_name(self) -> str:
+        return f"{self.full_name} <{self.email}>" if self.full_name else self.email
+
+    def role_names(self) -> list[str]:
+        return [group.name for group in self.groups.all()]
+
+
+@audited(history_page=False)
+class SiteMembership(models.Model):
+    """A user works at a site: they may see and enter that site's data, per their role."""
+
+    user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("user")
+    )
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("site")
+    )
+    granted_at = models.DateTimeField(_("granted at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("site membership")
+        verbose_name_plural = _("site memberships")
+        constraints = [models.UniqueConstraint(fields=["user", "site"], name="one_membership_per_user_site")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.site.code}"
+
+
+@audited(history_page=False)
+class RoleGrant(models.Model):
+    """A user holds a role (a group). Audited, so every grant and removal of a role is recorded
+    with who, when and why, including ones made in Django's admin."""
+
+    user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="role_grants", verbose_name=_("user")
+    )
+    group = models.ForeignKey(
+        Group, on_delete=models.PROTECT, related_name="role_grants", verbose_name=_("role")
+    )
+    granted_at = models.DateTimeField(_("granted at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("role grant")
+        verbose_name_plural = _("role grants")
+        constraints = [models.UniqueConstraint(fields=["user", "group"], name="one_grant_per_user_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.group}"

@@ -1,0 +1,47 @@
+"""Navigation by role: each item names the permission it needs, so a role sees only its pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    permission: str | None = None  # None: every signed-in user
+
+    def url(self) -> str | None:
+        try:
+            return reverse(self.url_name)
+        except NoReverseMatch:
+            return None
+
+
+# Apps add their pages here as they land.
+NAVIGATION: tuple[NavItem, ...] = (
+    NavItem(_("Home"), "home"),
+    NavItem(_("Sites"), "site-list", "trial.view_site"),
+    NavItem(_("Users and access"), "user-list", "trial.manage_users"),
+    NavItem(_("Outbox"), "outbox", "trial.view_outbox"),
+)
+
+
+def navigation(request) -> dict:
+    """Template context: the signed-in user's menu and sites (for the site selector)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not getattr(user, "is_verified", lambda: True)():
+        return {"nav_items": [], "nav_sites": []}
+    from trial.sites import sites_for
+
+    items = []
+    for item in NAVIGATION:
+        if item.permission and not user.has_perm(item.permission):
+            continue
+        url = item.url()
+        if url:
+            items.append({"label": item.label, "url": url, "active": request.path == url})
+    return {"nav_items": items, "nav_sites": list(sites_for(user))}
