@@ -5,6 +5,7 @@ client, a fast password hasher, a Redis database of its own, e-mail kept in memo
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "test-only-key-" + "x" * 60)
@@ -16,8 +17,11 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("TIME_ZONE", "America/New_York")
 os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.setdefault("EMAIL_URL", "memorymail://")
+# Tests serve static files from the finders (no collectstatic); an empty root keeps whitenoise quiet.
+os.environ.setdefault("STATIC_ROOT", tempfile.mkdtemp(prefix="edc-static-"))
 
 from trial.settings import *  # noqa: E402,F403
 
 # Argon2 is deliberately slow; tests create many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WHITENOISE_USE_FINDERS = True

@@ -23,7 +23,7 @@ _WEAK_KEYS = {"", "changeme", "secret", "django-insecure"}
 class Config:
     def __init__(self, env_file: Path | None = None):
         self._env = environ.Env()
-        if env_file is not None and Path(env_file).is_file():
+        if env_file is not None and env_file.name and Path(env_file).is_file():
             # Values already in the process environment win over the file.
             environ.Env.read_env(str(env_file), overwrite=False)
 

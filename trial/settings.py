@@ -5,13 +5,15 @@ machine opts out in its `.env` (written by `make run`). A malformed value stops 
 ImproperlyConfigured error that names the variable (see `trial.config`).
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from trial.config import Config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = Config(BASE_DIR / ".env")
+# ENV_FILE names another file of variables; empty reads none (the process environment only).
+env = Config(Path(os.environ["ENV_FILE"]) if os.environ.get("ENV_FILE") else BASE_DIR / ".env")
 
 # --- Core -----------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
