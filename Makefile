@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 PORT ?= 8000
 # Production-like environment for `check --deploy` (no value here is used by a real site).
-DEPLOY_ENV := DEBUG=false ALLOWED_HOSTS=edc.example.org SECURE_SSL_REDIRECT=true SECURE_COOKIES=true \
+DEPLOY_ENV := ENV_FILE= DEBUG=false ALLOWED_HOSTS=edc.example.org SECURE_SSL_REDIRECT=true SECURE_COOKIES=true \
 	SECRET_KEY=deploy-check-$$(printf 'k%.0s' {1..60}) SITE_URL=https://edc.example.org
 
 .PHONY: run test venv dev-deps assets env preflight migrate demo lint check-deploy bench clean

@@ -7,6 +7,8 @@ client, a fast password hasher, a Redis database of its own, e-mail kept in memo
 import os
 import tempfile
 
+# Tests read no .env file: the same results on a developer's machine and in CI.
+os.environ.setdefault("ENV_FILE", "")
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "test-only-key-" + "x" * 60)
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")

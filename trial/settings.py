@@ -13,7 +13,7 @@ from trial.config import Config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # ENV_FILE names another file of variables; empty reads none (the process environment only).
-env = Config(Path(os.environ["ENV_FILE"]) if os.environ.get("ENV_FILE") else BASE_DIR / ".env")
+env = Config(Path(os.environ["ENV_FILE"]) if "ENV_FILE" in os.environ else BASE_DIR / ".env")
 
 # --- Core -----------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)

@@ -18,7 +18,7 @@ GOOD_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "TIME_ZONE": "Europe/London",
     # Read no .env file: only the variables given here count.
-    "ENV_FILE": "/nonexistent/.env",
+    "ENV_FILE": "",
 }
 
 
