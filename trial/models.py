@@ -127,6 +127,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     is_staff = models.BooleanField(_("may use the admin site"), default=False)
     date_joined = models.DateTimeField(_("account created"), default=timezone.now)
+    # Set by services.user_reset_two_factor, so that each reset is an audited change of this row
+    # with who and why (the OTP device tables hold secrets and are deliberately not audited).
+    two_factor_reset_at = models.DateTimeField(_("two-factor last reset"), null=True, blank=True)
     # Roles are groups; the explicit through table makes each grant an audited row.
     groups = models.ManyToManyField(
         Group,

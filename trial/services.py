@@ -9,9 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django.utils.translation import gettext as _
+from django_otp import devices_for_user
 
+from trial.access_log import CONTEXT_KEY, AccessChange
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.models import Site, SiteMembership, User
 from trial.roles import Role, group_for
@@ -83,6 +94,13 @@ def user_set_access(
     """Grant and remove roles and sites so that `user` has exactly these. Each grant is audited."""
     _require(actor, "trial.manage_users")
     reason = reason_required(reason)
+    roles = [Role(role) for role in roles]
+    if actor is not None and actor.pk == user.pk and Role.ADMINISTRATOR not in roles:
+        if user.groups.filter(pk=group_for(Role.ADMINISTRATOR).pk).exists():
+            # Otherwise an administrator can lock the trial out of its own user management.
+            raise ValidationError(
+                _("You cannot remove your own Administrator role; ask another administrator.")
+            )
     wanted_groups = {group_for(role).pk for role in roles}
     wanted_sites = {site.pk for site in sites}
     with audit_context(reason=reason, **actor_metadata(actor)):
@@ -103,8 +121,8 @@ def user_deactivate(*, actor: User | None, user: User, reason: str) -> User:
     _require(actor, "trial.manage_users")
     reason = reason_required(reason)
     if actor is not None and actor.pk == user.pk:
-        raise ValidationError("You cannot deactivate your own account.")
-    with audit_context(reason=reason, **actor_metadata(actor)):
+        raise ValidationError(_("You cannot deactivate your own account."))
+    with audit_context(reason=reason, **actor_metadata(actor), **{CONTEXT_KEY: AccessChange.DEACTIVATED}):
         User.objects.filter(pk=user.pk).update(is_active=False)
     user.refresh_from_db()
     return user
@@ -114,7 +132,78 @@ def user_deactivate(*, actor: User | None, user: User, reason: str) -> User:
 def user_reactivate(*, actor: User | None, user: User, reason: str) -> User:
     _require(actor, "trial.manage_users")
     reason = reason_required(reason)
-    with audit_context(reason=reason, **actor_metadata(actor)):
+    with audit_context(reason=reason, **actor_metadata(actor), **{CONTEXT_KEY: AccessChange.REACTIVATED}):
         User.objects.filter(pk=user.pk).update(is_active=True)
     user.refresh_from_db()
     return user
+
+
+@transaction.atomic
+def user_reset_two_factor(*, actor: User | None, user: User, reason: str) -> User:
+    """Remove every two-factor device of `user` (authenticator app, backup codes), so that they
+    enrol again at their next sign-in; their sessions stop being verified at once.
+
+    The device tables hold the TOTP secrets and are deliberately not audited (an append-only copy
+    would keep every secret for good). The reset is recorded instead as an audited change of the
+    user's `two_factor_reset_at`, with who and why, and is listed in the access log.
+    """
+    _require(actor, "trial.manage_users")
+    reason = reason_required(reason)
+    with audit_context(
+        reason=reason, **actor_metadata(actor), **{CONTEXT_KEY: AccessChange.TWO_FACTOR_RESET}
+    ):
+        for device in devices_for_user(user, confirmed=None):
+            device.delete()
+        User.objects.filter(pk=user.pk).update(two_factor_reset_at=timezone.now())
+    user.refresh_from_db()
+    return user
+
+
+@transaction.atomic
+def user_invite(
+    *,
+    actor: User | None,
+    email: str,
+    full_name: str,
+    roles: Iterable[Role] = (),
+    sites: Iterable[Site] = (),
+) -> User:
+    """Create an account without a password and, once committed, e-mail the person a link to set
+    their own (nobody else ever knows it)."""
+    user = user_create(actor=actor, email=email, full_name=full_name, roles=roles, sites=sites)
+    # robust: a mail server that is down must not turn a saved account into an error page; the
+    # administrator can send the e-mail again from the user's page.
+    transaction.on_commit(lambda: user_send_set_password_email(actor=actor, user=user), robust=True)
+    return user
+
+
+def set_password_url(user: User) -> str:
+    """An absolute link to Django's password reset confirmation for `user`. It works once, and
+    only until PASSWORD_RESET_TIMEOUT passes or the password changes."""
+    path = reverse(
+        "password_reset_confirm",
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
+    )
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def user_send_set_password_email(*, actor: User | None, user: User) -> None:
+    """E-mail `user` a link to set their password (a new account, or one whose e-mail was lost)."""
+    _require(actor, "trial.manage_users")
+    if not user.is_active:
+        raise ValidationError(_("This account is deactivated; reactivate it first."))
+    context = {
+        "user": user,
+        "study_name": settings.STUDY_NAME,
+        "url": set_password_url(user),
+        "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
+    }
+    send_mail(
+        subject=render_to_string("trial/staff_set_password_subject.txt", context).strip(),
+        message=render_to_string("trial/staff_set_password_email.txt", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )

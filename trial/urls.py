@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from trial import health, views
+from trial import health, staff, views
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
@@ -11,6 +11,23 @@ urlpatterns = [
     path("sites/<int:pk>/", views.SiteDetailView.as_view(), name="site-detail"),
     path("sites/<int:pk>/edit/", views.SiteUpdateView.as_view(), name="site-edit"),
     path("audit/<str:model_label>/<int:pk>/", views.record_history_view, name="record-history"),
+    path("users/", staff.UserListView.as_view(), name="user-list"),
+    path("users/new/", staff.UserInviteView.as_view(), name="user-create"),
+    path("users/access-log/", staff.AccessLogView.as_view(), name="access-log"),
+    path("users/<int:pk>/", staff.UserDetailView.as_view(), name="user-detail"),
+    path("users/<int:pk>/access/", staff.UserAccessView.as_view(), name="user-access"),
+    path("users/<int:pk>/deactivate/", staff.UserDeactivateView.as_view(), name="user-deactivate"),
+    path("users/<int:pk>/reactivate/", staff.UserReactivateView.as_view(), name="user-reactivate"),
+    path(
+        "users/<int:pk>/two-factor/reset/",
+        staff.UserResetTwoFactorView.as_view(),
+        name="user-reset-two-factor",
+    ),
+    path(
+        "users/<int:pk>/set-password-email/",
+        staff.UserSendSetPasswordView.as_view(),
+        name="user-send-set-password",
+    ),
     path("account/", include("trial.accounts.urls")),
     path("admin/", admin.site.urls),
 ]
