@@ -45,3 +45,27 @@ class UserFactory(factory.django.DjangoModelFactory):
         """A confirmed TOTP device unless totp=False (a user who has not enrolled yet)."""
         if create and extracted is not False:
             TOTPDevice.objects.create(user=self, name="Authenticator app", confirmed=True)
+
+
+# --- participants ---------------------------------------------------------------------------
+import datetime as _dt  # noqa: E402
+
+from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
+
+ELIGIBLE_ANSWERS = {
+    "diagnosis": "ssc",
+    "diagnosis_date": "2019-06",
+    "capable_of_consent": True,
+    "calcinosis_evidence": True,
+    "calcinosis_modality": "xray",
+    "calcinosis_evidence_date": _dt.date(2026, 9, 1),
+    "needs_symptomatic_relief": True,
+    "childbearing_potential": True,
+    "pregnancy_test_type": "urine_hcg",
+    "pregnancy_test_date": _dt.date(2026, 11, 2),
+    "pregnancy_test_result": "negative",
+}
+
+
+def pdf_upload(name: str = "consent.pdf", body: bytes = b"demo consent text") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, b"%PDF-1.4\n" + body + b"\n%%EOF\n", content_type="application/pdf")

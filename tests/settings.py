@@ -21,8 +21,12 @@ os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.setdefault("EMAIL_URL", "memorymail://")
 # Tests serve static files from the finders (no collectstatic); an empty root keeps whitenoise quiet.
 os.environ.setdefault("STATIC_ROOT", tempfile.mkdtemp(prefix="edc-static-"))
+os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="edc-media-"))
 
 from trial.settings import *  # noqa: E402,F403
+
+# One test database per test process (several runs may share this machine); TEST_DB_NAME pins one.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME") or f"test_sts_edc_{os.getpid()}"}  # noqa: F405
 
 # Argon2 is deliberately slow; tests create many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -20,3 +20,41 @@ def audited_models_have_site_isolation(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@checks.register()
+def role_permissions_exist(app_configs=None, **kwargs):
+    """Every permission a role is granted is a real permission of an installed model."""
+    from django.apps import apps
+    from django.contrib.auth.management import _get_all_permissions
+
+    from trial.roles import ROLE_DEFINITIONS
+
+    known = {
+        f"{model._meta.app_label}.{codename}"
+        for model in apps.get_models()
+        for codename, _name in _get_all_permissions(model._meta)
+    }
+    return [
+        checks.Error(
+            f"Role {definition.role.label} is granted unknown permission {permission}.",
+            obj="trial.roles",
+            id="trial.E002",
+        )
+        for definition in ROLE_DEFINITIONS
+        for permission in sorted(definition.permissions - known)
+    ]
+
+
+@checks.register()
+def protocol_is_consistent(app_configs=None, **kwargs):
+    from trial.protocol import PROTOCOL
+
+    errors = []
+    codes = [c.code for c in PROTOCOL.criteria]
+    if len(codes) != len(set(codes)):
+        errors.append(checks.Error("Eligibility criterion codes must be unique.", id="trial.E003"))
+    rules = PROTOCOL.eligibility
+    if rules.minimum_age_years < 18 or rules.pregnancy_test_window_days < 0:
+        errors.append(checks.Error("Eligibility rules out of range.", obj=rules, id="trial.E004"))
+    return errors

@@ -61,6 +61,7 @@ def demo_seed() -> list[DemoLogin]:
             time_zone="America/New_York",
             contact_email="research-office@demo.example.org",
             contact_phone="+1 555 0100",
+            reason="demo data (make run)",
         )
         logins = []
         for role, email, full_name in DEMO_USERS:

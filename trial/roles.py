@@ -31,12 +31,47 @@ class RoleDefinition:
         return str(self.role.label)
 
 
+# Clinical permissions by app. Monitors and data managers read without identifying data.
+_SCREENING_READ = frozenset(
+    {
+        "participants.view_screening",
+        "participants.view_eligibilityassessment",
+        "participants.view_consentdocument",
+        "participants.view_consentrecord",
+        "participants.view_consentwithdrawal",
+        "participants.view_participant",
+    }
+)
+_SCREENING_WRITE = frozenset(
+    {
+        "participants.view_identifying_data",
+        "participants.add_screening",
+        "participants.change_screening",
+        "participants.change_eligibilityassessment",
+        "participants.add_consentrecord",
+        "participants.add_consentwithdrawal",
+        "participants.enroll_participant",
+        "participants.change_participant",
+    }
+)
+
 # Apps add their permissions here as their models land.
 ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
-    RoleDefinition(Role.COORDINATOR, frozenset({"trial.view_site"})),
-    RoleDefinition(Role.INVESTIGATOR, frozenset({"trial.view_site"})),
-    RoleDefinition(Role.MONITOR, frozenset({"trial.view_site"})),
-    RoleDefinition(Role.DATA_MANAGER, frozenset({"trial.view_site", "trial.view_all_sites"})),
+    RoleDefinition(Role.COORDINATOR, frozenset({"trial.view_site"}) | _SCREENING_READ | _SCREENING_WRITE),
+    RoleDefinition(
+        Role.INVESTIGATOR,
+        frozenset(
+            {"trial.view_site", "participants.confirm_eligibility", "participants.manage_consent_documents"}
+        )
+        | _SCREENING_READ
+        | _SCREENING_WRITE,
+    ),
+    RoleDefinition(Role.MONITOR, frozenset({"trial.view_site"}) | _SCREENING_READ),
+    RoleDefinition(
+        Role.DATA_MANAGER,
+        frozenset({"trial.view_site", "trial.view_all_sites", "participants.manage_consent_documents"})
+        | _SCREENING_READ,
+    ),
     RoleDefinition(
         Role.ADMINISTRATOR,
         frozenset(

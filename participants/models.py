@@ -1,1 +1,0 @@
-"""Screening, eligibility, consent, participants, visits, adverse events (issues #3, #4)."""

@@ -1,0 +1,41 @@
+"""Screening, eligibility, consent and participants (visits and safety follow in issue #4)."""
+
+from participants.models.consent import (
+    ConsentDocument,
+    ConsentRecord,
+    ConsentWithdrawal,
+    WithdrawalScope,
+)
+from participants.models.participant import EndReason, Participant, ParticipantStatus
+from participants.models.screening import (
+    CalcinosisModality,
+    EligibilityAssessment,
+    EligibilityStatus,
+    NonChildbearingReason,
+    PregnancyTestResult,
+    PregnancyTestType,
+    Screening,
+    ScreeningOutcome,
+    Sex,
+    SiteSequence,
+)
+
+__all__ = [
+    "CalcinosisModality",
+    "ConsentDocument",
+    "ConsentRecord",
+    "ConsentWithdrawal",
+    "EligibilityAssessment",
+    "EligibilityStatus",
+    "EndReason",
+    "NonChildbearingReason",
+    "Participant",
+    "ParticipantStatus",
+    "PregnancyTestResult",
+    "PregnancyTestType",
+    "Screening",
+    "ScreeningOutcome",
+    "Sex",
+    "SiteSequence",
+    "WithdrawalScope",
+]

@@ -1,0 +1,442 @@
+"""Workflows of screening, eligibility, consent and enrolment.
+
+Keyword-only, atomic, audited: each sets the acting user and the reason in the audit context.
+Views, commands and tasks call these; the database re-checks what matters most (the enrolment
+guard trigger, check constraints), so no code path can skip a rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from participants.models import (
+    ConsentDocument,
+    ConsentRecord,
+    ConsentWithdrawal,
+    EligibilityAssessment,
+    EligibilityStatus,
+    EndReason,
+    Participant,
+    ParticipantStatus,
+    Screening,
+    ScreeningOutcome,
+    WithdrawalScope,
+)
+from trial.audit import actor_metadata, audit_context, reason_required
+from trial.models import Site, User
+
+SCREENING_EDITABLE_FIELDS = (
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "sex",
+    "medical_record_number",
+    "screening_date",
+)
+PDF_MAGIC = b"%PDF-"
+
+
+def _require(actor: User | None, permission: str) -> None:
+    if actor is not None and not actor.has_perm(permission):
+        raise PermissionDenied
+
+
+def _require_site(actor: User | None, site: Site) -> None:
+    """Site isolation in the service too: an actor acts only at their own sites."""
+    if actor is not None and not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
+        raise PermissionDenied
+
+
+def _next_number(site: Site, name: str) -> int:
+    """The next number of a per-site sequence; concurrency-safe and never reused (the counter only
+    goes up, even when the transaction that took a number later rolls back - a gap, not a reuse)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO participants_sitesequence (site_id, name, last_value) VALUES (%s, %s, 1)
+            ON CONFLICT (site_id, name) DO UPDATE SET last_value = participants_sitesequence.last_value + 1
+            RETURNING last_value
+            """,
+            [site.pk, name],
+        )
+        return cursor.fetchone()[0]
+
+
+def _outcome_for(assessment: EligibilityAssessment) -> str:
+    return {
+        EligibilityStatus.INCOMPLETE: ScreeningOutcome.IN_SCREENING,
+        EligibilityStatus.ELIGIBLE: ScreeningOutcome.ELIGIBLE,
+        EligibilityStatus.NOT_ELIGIBLE: ScreeningOutcome.SCREEN_FAILURE,
+    }[assessment.status]
+
+
+def _refresh_eligibility(assessment: EligibilityAssessment, *, answers_changed: bool) -> None:
+    """Recompute the result; any change of what was confirmed voids the confirmation."""
+    assessment.refresh_result()
+    if answers_changed or assessment.status != EligibilityStatus.ELIGIBLE:
+        assessment.confirmed_by = None
+        assessment.confirmed_at = None
+    assessment.full_clean()
+    assessment.save()
+    screening = assessment.screening
+    if screening.outcome not in (ScreeningOutcome.ENROLLED, ScreeningOutcome.DECLINED):
+        outcome = _outcome_for(assessment)
+        if screening.outcome != outcome:
+            screening.outcome = outcome
+            screening.save(update_fields=["outcome"])
+
+
+@transaction.atomic
+def screening_create(
+    *,
+    actor: User | None,
+    site: Site,
+    first_name: str,
+    last_name: str,
+    date_of_birth: dt.date,
+    sex: str,
+    screening_date: dt.date,
+    medical_record_number: str = "",
+) -> Screening:
+    """Record a person screened at a site; gives them a screening number and an empty checklist."""
+    _require(actor, "participants.add_screening")
+    _require_site(actor, site)
+    screening = Screening(
+        site=site,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        date_of_birth=date_of_birth,
+        sex=sex,
+        medical_record_number=medical_record_number.strip(),
+        screening_date=screening_date,
+    )
+    screening.full_clean(exclude=["screening_number"])
+    if screening_date <= date_of_birth:
+        raise ValidationError({"screening_date": _("The screening date must be after the date of birth.")})
+    with audit_context(reason="screening recorded", **actor_metadata(actor)):
+        screening.screening_number = f"{site.code}-S{_next_number(site, 'screening'):03d}"
+        screening.save()
+        assessment = EligibilityAssessment(screening=screening)
+        _refresh_eligibility(assessment, answers_changed=False)
+    return screening
+
+
+@transaction.atomic
+def screening_update(
+    *, actor: User | None, screening: Screening, data: dict[str, Any], reason: str
+) -> Screening:
+    """Correct the screening record (a saved record: needs a reason). Eligibility is re-assessed,
+    since age depends on the dates."""
+    _require(actor, "participants.change_screening")
+    _require_site(actor, screening.site)
+    reason = reason_required(reason)
+    unknown = set(data) - set(SCREENING_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(_("Not editable: %(fields)s") % {"fields": ", ".join(sorted(unknown))})
+    locked = Screening.objects.select_for_update().get(pk=screening.pk)
+    for name, value in data.items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    if locked.screening_date <= locked.date_of_birth:
+        raise ValidationError({"screening_date": _("The screening date must be after the date of birth.")})
+    with audit_context(reason=reason, **actor_metadata(actor)):
+        locked.save()
+        assessment = EligibilityAssessment.objects.select_for_update().get(screening=locked)
+        assessment.screening = locked
+        dates_changed = bool({"date_of_birth", "screening_date", "sex"} & set(data))
+        _refresh_eligibility(assessment, answers_changed=dates_changed)
+    return locked
+
+
+def _has_answers(assessment: EligibilityAssessment) -> bool:
+    return any(getattr(assessment, name) not in (None, "") for name in EligibilityAssessment.ANSWER_FIELDS)
+
+
+@transaction.atomic
+def eligibility_record(
+    *, actor: User | None, screening: Screening, answers: dict[str, Any], reason: str | None = None
+) -> EligibilityAssessment:
+    """Save the eligibility checklist. The first entry needs no reason; changing saved answers does."""
+    _require(actor, "participants.change_eligibilityassessment")
+    _require_site(actor, screening.site)
+    unknown = set(answers) - set(EligibilityAssessment.ANSWER_FIELDS)
+    if unknown:
+        raise ValidationError(
+            _("Not part of the checklist: %(fields)s") % {"fields": ", ".join(sorted(unknown))}
+        )
+    if screening.outcome == ScreeningOutcome.ENROLLED:
+        raise ValidationError(_("This person is enrolled; their eligibility can no longer change."))
+    assessment = (
+        EligibilityAssessment.objects.select_for_update().select_related("screening").get(screening=screening)
+    )
+    changed = [name for name, value in answers.items() if getattr(assessment, name) != value]
+    if not changed:
+        return assessment
+    was_saved = _has_answers(assessment)
+    reason = (
+        reason_required(reason) if was_saved else (reason or "").strip() or "eligibility checklist entered"
+    )
+    for name in changed:
+        setattr(assessment, name, answers[name])
+    with audit_context(reason=reason, **actor_metadata(actor)):
+        _refresh_eligibility(assessment, answers_changed=True)
+    return assessment
+
+
+@transaction.atomic
+def eligibility_confirm(*, actor: User, screening: Screening) -> EligibilityAssessment:
+    """The investigator confirms the computed eligibility; recorded with their name and the time."""
+    _require(actor, "participants.confirm_eligibility")
+    _require_site(actor, screening.site)
+    assessment = (
+        EligibilityAssessment.objects.select_for_update().select_related("screening").get(screening=screening)
+    )
+    assessment.refresh_result()
+    if assessment.status != EligibilityStatus.ELIGIBLE:
+        raise ValidationError(_("Only a complete checklist that meets every criterion can be confirmed."))
+    if assessment.is_confirmed:
+        return assessment
+    assessment.confirmed_by = actor
+    assessment.confirmed_at = timezone.now()
+    with audit_context(reason="eligibility confirmed by investigator", **actor_metadata(actor)):
+        assessment.save()
+    return assessment
+
+
+def _sha256(upload: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+@transaction.atomic
+def consent_document_add(
+    *,
+    actor: User | None,
+    version: str,
+    language: str,
+    title: str,
+    approved_on: dt.date,
+    effective_from: dt.date,
+    document: UploadedFile,
+    effective_until: dt.date | None = None,
+) -> ConsentDocument:
+    """Add an approved version of the consent form. From its effective date, participants who
+    signed an older version of the same language are flagged for re-consent."""
+    _require(actor, "participants.manage_consent_documents")
+    head = document.read(len(PDF_MAGIC))
+    document.seek(0)
+    if head != PDF_MAGIC:
+        raise ValidationError({"document": _("The consent document must be a PDF file.")})
+    doc = ConsentDocument(
+        version=version.strip(),
+        language=language,
+        title=title.strip(),
+        approved_on=approved_on,
+        effective_from=effective_from,
+        effective_until=effective_until,
+        document=document,
+        sha256=_sha256(document),
+    )
+    doc.full_clean()
+    with audit_context(reason="consent document version added", **actor_metadata(actor)):
+        doc.save()
+    return doc
+
+
+def consent_in_force(screening: Screening) -> ConsentRecord | None:
+    """The latest consent not withdrawn since it was given."""
+    latest = screening.consents.select_related("document").order_by("-consented_at", "-id").first()
+    if latest is None:
+        return None
+    if screening.withdrawals.filter(recorded_at__gte=latest.signature_captured_at).exists():
+        return None
+    return latest
+
+
+@transaction.atomic
+def consent_record(
+    *,
+    actor: User,
+    screening: Screening,
+    document: ConsentDocument,
+    consented_at: dt.datetime,
+    participant_signature: str,
+    attestation: bool,
+    copy_given: bool,
+    representative_name: str = "",
+    representative_relationship: str = "",
+    witness_name: str = "",
+) -> ConsentRecord:
+    """Record a signed consent (initial or re-consent) to a version in force on the consent date."""
+    _require(actor, "participants.add_consentrecord")
+    _require_site(actor, screening.site)
+    if not attestation:
+        raise ValidationError({"attestation": _("The participant must confirm the attestation to consent.")})
+    if not participant_signature.strip():
+        raise ValidationError({"participant_signature": _("The participant types their full name to sign.")})
+    if consented_at > timezone.now() + dt.timedelta(minutes=5):
+        raise ValidationError({"consented_at": _("The consent time cannot be in the future.")})
+    consent_day = timezone.localtime(consented_at, screening.site.zone).date()
+    if not ConsentDocument.objects.effective_on(consent_day).filter(pk=document.pk).exists():
+        raise ValidationError(
+            {"document": _("That version of the consent form is not in force on the consent date.")}
+        )
+    record = ConsentRecord(
+        screening=screening,
+        document=document,
+        consented_at=consented_at,
+        participant_signature=participant_signature.strip(),
+        attestation=True,
+        obtained_by=actor,
+        representative_name=representative_name.strip(),
+        representative_relationship=representative_relationship.strip(),
+        witness_name=witness_name.strip(),
+        copy_given=copy_given,
+    )
+    record.full_clean()
+    with audit_context(reason="consent recorded", **actor_metadata(actor)):
+        record.save()
+    return record
+
+
+@transaction.atomic
+def consent_withdraw(
+    *, actor: User, screening: Screening, withdrawn_on: dt.date, scope: str, reason: str = ""
+) -> ConsentWithdrawal:
+    """Record a withdrawal of consent. Withdrawals that stop contact also end the participant's
+    time on study, so no further visit, questionnaire or reminder goes out (they are all drawn
+    from `Participant.objects.contactable()`)."""
+    _require(actor, "participants.add_consentwithdrawal")
+    _require_site(actor, screening.site)
+    if scope not in WithdrawalScope.values:
+        raise ValidationError({"scope": _("Choose what the participant withdraws from.")})
+    if withdrawn_on > timezone.localdate():
+        raise ValidationError({"withdrawn_on": _("The withdrawal date cannot be in the future.")})
+    withdrawal = ConsentWithdrawal(
+        screening=screening, withdrawn_on=withdrawn_on, scope=scope, reason=reason.strip(), recorded_by=actor
+    )
+    withdrawal.full_clean()
+    with audit_context(reason=reason.strip() or "consent withdrawn", **actor_metadata(actor)):
+        withdrawal.save()
+        participant = Participant.objects.select_for_update().filter(screening=screening).first()
+        if (
+            participant
+            and scope in ConsentWithdrawal.STOPS_CONTACT
+            and participant.status == ParticipantStatus.ON_STUDY
+        ):
+            participant.status = ParticipantStatus.WITHDRAWN
+            participant.ended_on = withdrawn_on
+            participant.end_reason = EndReason.WITHDREW_CONSENT
+            participant.end_reason_detail = reason.strip()
+            participant.save()
+    return withdrawal
+
+
+@transaction.atomic
+def participant_enroll(
+    *,
+    actor: User,
+    screening: Screening,
+    enrolled_on: dt.date,
+    email: str = "",
+    preferred_language: str = "en",
+    time_zone: str | None = None,
+) -> Participant:
+    """Enrol an eligible, confirmed, consented person: assigns the study id <site>-<nnn>.
+
+    The database's enrolment guard re-checks eligibility confirmation and consent."""
+    _require(actor, "participants.enroll_participant")
+    _require_site(actor, screening.site)
+    screening = (
+        Screening.objects.select_for_update(of=("self",))
+        .select_related("site", "eligibility")
+        .get(pk=screening.pk)
+    )
+    if Participant.objects.filter(screening=screening).exists():
+        raise ValidationError(_("This person is already enrolled."))
+    assessment = screening.eligibility
+    assessment.refresh_result()
+    if assessment.status != EligibilityStatus.ELIGIBLE:
+        raise ValidationError(_("Only an eligible person can be enrolled."))
+    if not assessment.is_confirmed:
+        raise ValidationError(_("An investigator must confirm eligibility before enrolment."))
+    consent = consent_in_force(screening)
+    if consent is None:
+        raise ValidationError(_("There is no consent in force for this person."))
+    current = ConsentDocument.objects.current(language=consent.document.language, on=enrolled_on)
+    if current is not None and current.pk != consent.document_id:
+        raise ValidationError(
+            _("The person consented to version %(old)s; version %(new)s is now in force. Re-consent first.")
+            % {"old": consent.document.version, "new": current.version}
+        )
+    if enrolled_on < screening.screening_date:
+        raise ValidationError({"enrolled_on": _("Enrolment cannot be before the screening date.")})
+    participant = Participant(
+        screening=screening,
+        site=screening.site,
+        enrolled_on=enrolled_on,
+        enrolled_by=actor,
+        email=email.strip().lower(),
+        preferred_language=preferred_language,
+        time_zone=time_zone or screening.site.time_zone,
+    )
+    participant.full_clean(exclude=["study_id", "screening"])
+    with audit_context(reason="participant enrolled", **actor_metadata(actor)):
+        participant.study_id = f"{screening.site.code}-{_next_number(screening.site, 'study_id'):03d}"
+        participant.save()
+        screening.outcome = ScreeningOutcome.ENROLLED
+        screening.save(update_fields=["outcome"])
+    # The visit schedule starts here once visits exist (issue #4).
+    return participant
+
+
+@transaction.atomic
+def screening_decline(*, actor: User, screening: Screening, note: str) -> Screening:
+    """An eligible person who will not be enrolled (declined, lost before enrolment)."""
+    _require(actor, "participants.change_screening")
+    _require_site(actor, screening.site)
+    note = reason_required(note)
+    if screening.outcome == ScreeningOutcome.ENROLLED:
+        raise ValidationError(_("This person is enrolled; end their participation instead."))
+    with audit_context(reason=note, **actor_metadata(actor)):
+        screening.outcome = ScreeningOutcome.DECLINED
+        screening.outcome_note = note
+        screening.save(update_fields=["outcome", "outcome_note"])
+    return screening
+
+
+@transaction.atomic
+def participant_end(
+    *, actor: User, participant: Participant, ended_on: dt.date, end_reason: str, detail: str = ""
+) -> Participant:
+    """End a participant's time on study: completion, early withdrawal or termination."""
+    _require(actor, "participants.change_participant")
+    _require_site(actor, participant.site)
+    if participant.status != ParticipantStatus.ON_STUDY:
+        raise ValidationError(_("This participant's time on study has already ended."))
+    if end_reason not in EndReason.values:
+        raise ValidationError({"end_reason": _("Choose why the participant's time on study ends.")})
+    if ended_on < participant.enrolled_on:
+        raise ValidationError({"ended_on": _("The end date cannot be before enrolment.")})
+    locked = Participant.objects.select_for_update().get(pk=participant.pk)
+    locked.status = (
+        ParticipantStatus.COMPLETED if end_reason == EndReason.COMPLETED else ParticipantStatus.WITHDRAWN
+    )
+    locked.ended_on = ended_on
+    locked.end_reason = end_reason
+    locked.end_reason_detail = detail.strip()
+    locked.full_clean()
+    with audit_context(reason=detail.strip() or locked.get_end_reason_display(), **actor_metadata(actor)):
+        locked.save()
+    return locked
