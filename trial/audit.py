@@ -75,21 +75,25 @@ class BypassGuard(pgtrigger.Trigger):
         return f"{GUARD_FUNCTION}()"
 
 
-def audited(model: type[models.Model] | None = None, *, history_page: bool = True):
+def audited(
+    model: type[models.Model] | None = None, *, history_page: bool = True, exclude: tuple[str, ...] = ()
+):
     """Class decorator: track every insert, update and delete of `model` in an event table.
 
     The event model is `<Model>Event` in the same app. With `history_page` (the default) the
     tracked model's default manager must offer `visible_to(user)`, which the audit history page
-    uses to apply site isolation (checked at start-up by `trial.checks`).
+    uses to apply site isolation (checked at start-up by `trial.checks`). `exclude` names fields
+    never copied into the trail (secrets such as password hashes; bookkeeping such as last login).
     """
     if model is None:
-        return lambda cls: audited(cls, history_page=history_page)
+        return lambda cls: audited(cls, history_page=history_page, exclude=exclude)
     event_name = f"{model.__name__.replace('_', '')}Event"
     pghistory.track(
         pghistory.InsertEvent(),
         pghistory.UpdateEvent(),
         pghistory.DeleteEvent(),
         model_name=event_name,
+        exclude=list(exclude),
         app_label=model._meta.app_label,
         meta={"triggers": [BypassGuard(name="refuse_bypass")]},
     )(model)
@@ -213,8 +217,6 @@ def record_history(obj: models.Model) -> list[HistoryEntry]:
     event_model = _AUDITED[model]
     events = list(event_model.objects.filter(pgh_obj_id=obj.pk).order_by("pgh_id"))
     fields = _tracked_fields(model, event_model)
-    exclude = set(getattr(model, "audit_hidden_fields", ()))
-    fields = [f for f in fields if f.name not in exclude]
 
     # Resolve the names of related rows and of the users in one query per model.
     related_ids: dict[str, set] = {}

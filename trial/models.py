@@ -110,7 +110,8 @@ class UserManager(BaseUserManager):
         return self.none()
 
 
-@audited
+# The trail never keeps password hashes, and sign-ins (last_login) are in the access records.
+@audited(exclude=("password", "last_login"))
 @pgtrigger.register(
     # Users are deactivated, never deleted: their ids stay in the audit trail (11.300(a)).
     pgtrigger.Protect(name="users_are_never_deleted", operation=pgtrigger.Delete),
@@ -145,8 +146,6 @@ class User(AbstractBaseUser, PermissionsMixin):
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS = ["full_name"]
-    # Never shown as a value in the audit history page.
-    audit_hidden_fields = ("password",)
 
     class Meta:
         verbose_name = _("user")

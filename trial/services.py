@@ -37,11 +37,19 @@ def _require(actor: User | None, permission: str) -> None:
 
 
 @transaction.atomic
-def site_create(*, actor: User | None, code: str, name: str, time_zone: str = "UTC", **extra: Any) -> Site:
+def site_create(
+    *,
+    actor: User | None,
+    code: str,
+    name: str,
+    time_zone: str = "UTC",
+    reason: str = "site created",
+    **extra: Any,
+) -> Site:
     _require(actor, "trial.add_site")
     site = Site(code=code, name=name, time_zone=time_zone, **extra)
     site.full_clean()
-    with audit_context(reason="site created", **actor_metadata(actor)):
+    with audit_context(reason=reason, **actor_metadata(actor)):
         site.save()
     return site
 
