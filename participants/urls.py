@@ -1,0 +1,4 @@
+from participants import consent_views, screening_log, views
+
+app_name = "participants"
+urlpatterns = [*views.urlpatterns, *consent_views.urlpatterns, *screening_log.urlpatterns]
