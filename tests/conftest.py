@@ -8,6 +8,9 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from tests.factories import SiteFactory, UserFactory
 from trial.roles import Role
 
+# A real Celery worker process (`celery_worker_process`) for tests marked `worker`.
+pytest_plugins = ["tests.worker"]
+
 
 @pytest.fixture
 def site_a(db):

@@ -1,4 +1,8 @@
-"""/healthz: the state of the database, Redis and the Celery worker, as JSON for a load balancer."""
+"""/healthz: the state of the database, Redis and the Celery worker, as JSON for a load balancer.
+
+Every probe has a short timeout and no retries, so an unreachable service shows as "unreachable"
+within about a second instead of holding a web worker (and the load balancer's check) hostage.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from django.views.decorators.cache import never_cache
 
 from trial.celery import app as celery_app
 
+# Seconds. A worker busy with a long task still answers a ping (its control thread is separate).
 WORKER_PING_TIMEOUT_S = 1.0
+CONNECT_TIMEOUT_S = 1.0
 
 
 def database_state() -> str:
@@ -24,18 +30,36 @@ def database_state() -> str:
 
 
 def redis_state() -> str:
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+    )
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         client.ping()
         return "ok"
     except redis.RedisError:
         return "unreachable"
+    finally:
+        client.close()
 
 
 def worker_state() -> str:
-    """'ok' when at least one Celery worker answers a broadcast ping through the broker."""
+    """'ok' when at least one Celery worker answers a broadcast ping through the broker.
+
+    The broker URL is read from the Celery app at call time. Celery's own connection pool retries
+    an unreachable broker for several seconds, so the probe opens its own connection with one
+    quick attempt and hands it to the ping.
+    """
     try:
-        replies = celery_app.control.ping(timeout=WORKER_PING_TIMEOUT_S)
+        with celery_app.connection_for_write(
+            transport_options={
+                "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                "socket_timeout": CONNECT_TIMEOUT_S,
+            }
+        ) as broker:
+            broker.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=CONNECT_TIMEOUT_S
+            )
+            replies = celery_app.control.ping(timeout=WORKER_PING_TIMEOUT_S, connection=broker)
     except Exception:  # noqa: BLE001 - any broker failure means no worker can be reached
         return "unreachable"
     return "ok" if replies else "no worker"
@@ -44,9 +68,6 @@ def worker_state() -> str:
 @login_not_required
 @never_cache
 def healthz(request):
-    database = database_state()
-    cache = redis_state()
-    worker = worker_state() if cache == "ok" else "unreachable"
-    states = {"database": database, "redis": cache, "worker": worker}
+    states = {"database": database_state(), "redis": redis_state(), "worker": worker_state()}
     healthy = all(state == "ok" for state in states.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", **states}, status=200 if healthy else 503)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from trial import health, staff, views
+from trial import health, outbox, staff, views
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("sites/<int:pk>/", views.SiteDetailView.as_view(), name="site-detail"),
     path("sites/<int:pk>/edit/", views.SiteUpdateView.as_view(), name="site-edit"),
     path("audit/<str:model_label>/<int:pk>/", views.record_history_view, name="record-history"),
+    path("outbox/", outbox.OutboxView.as_view(), name="outbox"),
     path("users/", staff.UserListView.as_view(), name="user-list"),
     path("users/new/", staff.UserInviteView.as_view(), name="user-create"),
     path("users/access-log/", staff.AccessLogView.as_view(), name="access-log"),
