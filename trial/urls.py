@@ -30,6 +30,7 @@ urlpatterns = [
         name="user-send-set-password",
     ),
     path("account/", include("trial.accounts.urls")),
+    path("", include("participants.urls")),
     path("admin/", admin.site.urls),
 ]
 
