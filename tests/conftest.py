@@ -44,3 +44,17 @@ def sign_in(client, user):
 @pytest.fixture
 def signed_in(client):
     return lambda user: sign_in(client, user)
+
+
+@pytest.fixture
+def celery_eager():
+    """Tasks enqueued during the test run at once, in the test's process (Celery's own
+    `.apply()`), with exceptions raised: for tests of what a task does, without a worker. Use it
+    with `django_capture_on_commit_callbacks(execute=True)`, which runs the `on_commit` enqueue."""
+    from trial.celery import app
+
+    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
