@@ -30,6 +30,7 @@ from participants.models import (
     ScreeningOutcome,
     WithdrawalScope,
 )
+from participants.visits import visits_plan
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.models import Site, User
 
@@ -397,7 +398,8 @@ def participant_enroll(
         participant.save()
         screening.outcome = ScreeningOutcome.ENROLLED
         screening.save(update_fields=["outcome"])
-    # The visit schedule starts here once visits exist (issue #4).
+        # The visit schedule starts at enrolment: baseline planned from the enrolment date.
+        visits_plan(participant=participant, baseline=enrolled_on)
     return participant
 
 

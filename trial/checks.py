@@ -57,4 +57,13 @@ def protocol_is_consistent(app_configs=None, **kwargs):
     rules = PROTOCOL.eligibility
     if rules.minimum_age_years < 18 or rules.pregnancy_test_window_days < 0:
         errors.append(checks.Error("Eligibility rules out of range.", obj=rules, id="trial.E004"))
+    from trial.protocol import schedule_problems
+
+    for problem in schedule_problems(PROTOCOL.schedule, PROTOCOL.unscheduled_visit):
+        errors.append(checks.Error(f"Visit schedule: {problem}.", obj="trial.protocol", id="trial.E005"))
+    dosing = PROTOCOL.dosing
+    if dosing.default_concentration_mg_per_ml not in dosing.concentrations_mg_per_ml:
+        errors.append(checks.Error("The default STS concentration is not an allowed one.", id="trial.E006"))
+    if dosing.max_volume_per_lesion_ml <= 0 or dosing.max_total_dose_per_session_mg <= 0:
+        errors.append(checks.Error("Dose limits must be positive.", id="trial.E006"))
     return errors

@@ -15,9 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 
@@ -118,12 +120,12 @@ def _age(a: EligibilityAnswers, rules: EligibilityRules) -> Finding:
     )
 
 
-def _yes(attribute: str, failure: str) -> Callable[[EligibilityAnswers, EligibilityRules], Finding]:
+def _yes(attribute: str, failure) -> Callable[[EligibilityAnswers, EligibilityRules], Finding]:
     def evaluate(a: EligibilityAnswers, rules: EligibilityRules) -> Finding:
         value = getattr(a, attribute)
         if value is None:
             return Finding(Outcome.UNANSWERED)
-        return Finding(Outcome.MET) if value else Finding(Outcome.NOT_MET, failure)
+        return Finding(Outcome.MET) if value else Finding(Outcome.NOT_MET, str(failure))
 
     return evaluate
 
@@ -185,7 +187,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "IN3",
         "inclusion",
         _("Competent to give informed consent"),
-        _yes("capable_of_consent", str(_("Not competent to give informed consent."))),
+        _yes("capable_of_consent", _("Not competent to give informed consent.")),
         ("capable_of_consent",),
     ),
     Criterion(
@@ -199,7 +201,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "IN5",
         "inclusion",
         _("Needs symptomatic relief"),
-        _yes("needs_symptomatic_relief", str(_("Does not need symptomatic relief."))),
+        _yes("needs_symptomatic_relief", _("Does not need symptomatic relief.")),
         ("needs_symptomatic_relief",),
     ),
     Criterion(
@@ -255,6 +257,181 @@ class EligibilityResult:
         return "eligible" if self.is_complete else "incomplete"
 
 
+# --- Visit schedule (DOMAIN.md s.3; the registration fixes none of it) -----------------------
+
+
+class Form(StrEnum):
+    """The forms a visit can expect. A visit definition naming anything else fails the start-up check."""
+
+    ELIGIBILITY = "eligibility"
+    CONSENT = "consent"
+    PREGNANCY_TEST = "pregnancy_test"
+    MEASUREMENTS = "measurements"
+    INJECTIONS = "injections"
+    PROS = "pros"
+    AE_REVIEW = "ae_review"
+
+
+FORM_LABELS = {
+    Form.ELIGIBILITY: _("Eligibility checklist"),
+    Form.CONSENT: _("Informed consent"),
+    Form.PREGNANCY_TEST: _("Pregnancy test"),
+    Form.MEASUREMENTS: _("Ultrasound measurements"),
+    Form.INJECTIONS: _("STS injections"),
+    Form.PROS: _("Questionnaires"),
+    Form.AE_REVIEW: _("Adverse event review"),
+}
+
+
+class VisitKind(StrEnum):
+    SCREENING = "screening"  # recorded by the screening log, before enrolment
+    SCHEDULED = "scheduled"  # planned at enrolment
+    UNSCHEDULED = "unscheduled"  # added when needed
+
+
+@dataclass(frozen=True)
+class VisitDefinition:
+    code: str
+    name: str  # lazily translated
+    kind: VisitKind
+    target_day: int  # days after baseline (day 0 = baseline visit)
+    window_before_days: int
+    window_after_days: int
+    forms: frozenset[Form]
+    instruments: tuple[str, ...] = ()  # questionnaire codes due at this visit
+
+    @property
+    def first_day(self) -> int:
+        return self.target_day - self.window_before_days
+
+    @property
+    def last_day(self) -> int:
+        return self.target_day + self.window_after_days
+
+    def window(self, baseline: dt.date) -> tuple[dt.date, dt.date, dt.date]:
+        """(window opens, target date, window closes) for a baseline date; all inclusive dates."""
+        target = baseline + dt.timedelta(days=self.target_day)
+        return (
+            target - dt.timedelta(days=self.window_before_days),
+            target,
+            target + dt.timedelta(days=self.window_after_days),
+        )
+
+
+_INJECTION_VISIT_FORMS = frozenset(
+    {Form.PREGNANCY_TEST, Form.MEASUREMENTS, Form.INJECTIONS, Form.PROS, Form.AE_REVIEW}
+)
+_FOLLOW_UP_FORMS = frozenset({Form.MEASUREMENTS, Form.PROS, Form.AE_REVIEW})
+_PRO_INSTRUMENTS = ("pain_nrs", "activity_vas", "ptga", "haq_di", "shaq_vas", "cochin")
+
+
+def _injection_visit(week: int) -> VisitDefinition:
+    return VisitDefinition(
+        f"W{week}",
+        format_lazy(_("Week {week}: injection {n}"), week=week, n=week // 4 + 1),
+        VisitKind.SCHEDULED,
+        target_day=7 * week,
+        window_before_days=7,
+        window_after_days=7,
+        forms=_INJECTION_VISIT_FORMS,
+        instruments=_PRO_INSTRUMENTS,
+    )
+
+
+def _follow_up_visit(week: int) -> VisitDefinition:
+    return VisitDefinition(
+        f"W{week}",
+        format_lazy(_("Week {week}: follow-up"), week=week),
+        VisitKind.SCHEDULED,
+        target_day=7 * week,
+        window_before_days=14,
+        window_after_days=14,
+        forms=_FOLLOW_UP_FORMS,
+        instruments=_PRO_INSTRUMENTS,
+    )
+
+
+DEFAULT_SCHEDULE: tuple[VisitDefinition, ...] = (
+    VisitDefinition(
+        "SCR",
+        _("Screening"),
+        VisitKind.SCREENING,
+        target_day=-14,
+        window_before_days=14,
+        window_after_days=14,
+        forms=frozenset({Form.ELIGIBILITY, Form.CONSENT}),
+    ),
+    # Baseline: day 0 is the day of the first injection; planned from the enrolment date and
+    # allowed up to a week later. The later visits are re-planned from the actual baseline date.
+    VisitDefinition(
+        "W0",
+        _("Baseline: injection 1"),
+        VisitKind.SCHEDULED,
+        target_day=0,
+        window_before_days=0,
+        window_after_days=7,
+        forms=_INJECTION_VISIT_FORMS,
+        instruments=_PRO_INSTRUMENTS,
+    ),
+    _injection_visit(4),
+    _injection_visit(8),
+    _injection_visit(12),
+    _follow_up_visit(16),
+    _follow_up_visit(24),
+)
+UNSCHEDULED_VISIT = VisitDefinition(
+    "UNS",
+    _("Unscheduled visit"),
+    VisitKind.UNSCHEDULED,
+    target_day=0,
+    window_before_days=0,
+    window_after_days=0,
+    forms=frozenset({Form.MEASUREMENTS, Form.INJECTIONS, Form.PREGNANCY_TEST, Form.AE_REVIEW}),
+)
+
+
+def schedule_problems(visits: tuple[VisitDefinition, ...], unscheduled: VisitDefinition) -> list[str]:
+    """What is inconsistent in a schedule; empty when it is sound (run by the start-up check)."""
+    problems = []
+    codes = [v.code for v in (*visits, unscheduled)]
+    if len(codes) != len(set(codes)):
+        problems.append("visit codes must be unique")
+    for visit in (*visits, unscheduled):
+        unknown = set(visit.forms) - set(Form)
+        if unknown:
+            problems.append(f"{visit.code} expects unknown forms {sorted(map(str, unknown))}")
+        if visit.window_before_days < 0 or visit.window_after_days < 0:
+            problems.append(f"{visit.code} has a negative window")
+    scheduled = sorted((v for v in visits if v.kind == VisitKind.SCHEDULED), key=lambda v: v.target_day)
+    if not scheduled or scheduled[0].target_day != 0:
+        problems.append("the first scheduled visit must be the baseline at day 0")
+    for earlier, later in zip(scheduled, scheduled[1:], strict=False):
+        if later.first_day <= earlier.last_day:
+            problems.append(
+                f"windows of {earlier.code} (days {earlier.first_day}..{earlier.last_day}) and "
+                f"{later.code} (days {later.first_day}..{later.last_day}) overlap"
+            )
+    for visit in visits:
+        if visit.kind == VisitKind.SCREENING and scheduled and visit.last_day > 0:
+            problems.append(f"screening visit {visit.code} must end by the baseline day")
+    return problems
+
+
+# --- Dosing (DOMAIN.md s.3). DEMO VALUES: the protocol team must set the real ones. --------------
+
+
+@dataclass(frozen=True)
+class DosingRules:
+    # STS 250 mg/mL is the US product (50 mL single-dose vial); published series also used 150.
+    concentrations_mg_per_ml: tuple[Decimal, ...] = (Decimal("250"), Decimal("150"))
+    default_concentration_mg_per_ml: Decimal = Decimal("250")
+    max_volume_per_lesion_ml: Decimal = Decimal("2.0")  # DEMO VALUE
+    max_total_dose_per_session_mg: Decimal = Decimal("2500")  # DEMO VALUE (10 mL at 250 mg/mL)
+    # A woman of child-bearing potential needs a negative test this many days before injection.
+    pregnancy_test_days_before_injection: int = 3  # DEMO VALUE
+    are_demo_values: bool = True
+
+
 @dataclass(frozen=True)
 class ProtocolDefinition:
     code: str
@@ -262,6 +439,19 @@ class ProtocolDefinition:
     title: str
     eligibility: EligibilityRules = field(default_factory=EligibilityRules)
     criteria: tuple[Criterion, ...] = CRITERIA
+    schedule: tuple[VisitDefinition, ...] = DEFAULT_SCHEDULE
+    unscheduled_visit: VisitDefinition = UNSCHEDULED_VISIT
+    dosing: DosingRules = field(default_factory=DosingRules)
+
+    def visit(self, code: str) -> VisitDefinition:
+        for visit in (*self.schedule, self.unscheduled_visit):
+            if visit.code == code:
+                return visit
+        raise KeyError(code)
+
+    @property
+    def planned_visits(self) -> tuple[VisitDefinition, ...]:
+        return tuple(v for v in self.schedule if v.kind == VisitKind.SCHEDULED)
 
     def assess(self, answers: EligibilityAnswers | Any) -> EligibilityResult:
         return EligibilityResult(

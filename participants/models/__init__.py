@@ -19,6 +19,7 @@ from participants.models.screening import (
     Sex,
     SiteSequence,
 )
+from participants.models.visit import Visit, VisitState, VisitStatus
 
 __all__ = [
     "CalcinosisModality",
@@ -37,5 +38,8 @@ __all__ = [
     "ScreeningOutcome",
     "Sex",
     "SiteSequence",
+    "Visit",
+    "VisitState",
+    "VisitStatus",
     "WithdrawalScope",
 ]
