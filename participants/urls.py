@@ -1,4 +1,4 @@
-from participants import consent_views, screening_log, views
+from participants import consent_views, safety_views, screening_log, views
 
 app_name = "participants"
-urlpatterns = [*views.urlpatterns, *consent_views.urlpatterns, *screening_log.urlpatterns]
+urlpatterns = [*views.urlpatterns, *consent_views.urlpatterns, *screening_log.urlpatterns, *safety_views.urlpatterns]

@@ -40,6 +40,14 @@ _SCREENING_READ = frozenset(
         "participants.view_consentrecord",
         "participants.view_consentwithdrawal",
         "participants.view_participant",
+        "participants.view_visit",
+        "participants.view_pregnancytest",
+        "participants.view_adverseevent",
+        "participants.view_aereview",
+        "participants.view_protocoldeviation",
+        "lesions.view_lesion",
+        "lesions.view_ultrasoundmeasurement",
+        "lesions.view_injection",
     }
 )
 _SCREENING_WRITE = frozenset(
@@ -52,6 +60,18 @@ _SCREENING_WRITE = frozenset(
         "participants.add_consentwithdrawal",
         "participants.enroll_participant",
         "participants.change_participant",
+        "participants.change_visit",
+        "participants.add_pregnancytest",
+        "participants.add_adverseevent",
+        "participants.change_adverseevent",
+        "participants.add_aereview",
+        "participants.add_protocoldeviation",
+        "lesions.add_lesion",
+        "lesions.change_lesion",
+        "lesions.add_ultrasoundmeasurement",
+        "lesions.change_ultrasoundmeasurement",
+        "lesions.add_injection",
+        "lesions.change_injection",
     }
 )
 

@@ -7,6 +7,18 @@ from participants.models.consent import (
     WithdrawalScope,
 )
 from participants.models.participant import EndReason, Participant, ParticipantStatus
+from participants.models.safety import (
+    ActionTaken,
+    AdverseEvent,
+    AEOutcome,
+    AEReview,
+    CtcaeVersion,
+    DeviationCategory,
+    PregnancyTest,
+    ProtocolDeviation,
+    Relatedness,
+    SeriousnessCriterion,
+)
 from participants.models.screening import (
     CalcinosisModality,
     EligibilityAssessment,
@@ -22,6 +34,16 @@ from participants.models.screening import (
 from participants.models.visit import Visit, VisitState, VisitStatus
 
 __all__ = [
+    "AEOutcome",
+    "AEReview",
+    "ActionTaken",
+    "AdverseEvent",
+    "CtcaeVersion",
+    "DeviationCategory",
+    "PregnancyTest",
+    "ProtocolDeviation",
+    "Relatedness",
+    "SeriousnessCriterion",
     "CalcinosisModality",
     "ConsentDocument",
     "ConsentRecord",

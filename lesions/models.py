@@ -1,1 +1,0 @@
-"""Lesion registry, ultrasound measurements, injections, DICOM files (issues #4, #6)."""

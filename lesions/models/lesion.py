@@ -1,0 +1,124 @@
+"""The per-participant lesion registry (DOMAIN.md s.4)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from participants.models import Participant
+from trial.audit import audited
+
+
+class AnatomicalSite(models.TextChoices):
+    HAND_DIGIT = "hand_digit", _("Hand: finger or thumb")
+    HAND_OTHER = "hand_other", _("Hand: palm or back of hand")
+    WRIST = "wrist", _("Wrist")
+    FOREARM = "forearm", _("Forearm")
+    ELBOW = "elbow", _("Elbow")
+    KNEE = "knee", _("Knee")
+    LEG = "leg", _("Leg")
+    BUTTOCK = "buttock", _("Buttock")
+    TRUNK = "trunk", _("Trunk")
+    OTHER = "other", _("Other (describe)")
+
+
+class Digit(models.TextChoices):
+    THUMB = "thumb", _("Thumb")
+    INDEX = "index", _("Index finger")
+    MIDDLE = "middle", _("Middle finger")
+    RING = "ring", _("Ring finger")
+    LITTLE = "little", _("Little finger")
+
+
+class Phalanx(models.TextChoices):
+    PROXIMAL = "proximal", _("Proximal phalanx")
+    MIDDLE = "middle", _("Middle phalanx")
+    DISTAL = "distal", _("Distal phalanx (fingertip)")
+
+
+class Laterality(models.TextChoices):
+    LEFT = "left", _("Left")
+    RIGHT = "right", _("Right")
+    MIDLINE = "midline", _("Midline")
+
+
+class LesionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> LesionQuerySet:
+        return self.filter(participant__in=Participant.objects.visible_to(user))
+
+    def active_on(self, day) -> LesionQuerySet:
+        """Lesions present on a day: first seen by then and not yet resolved."""
+        return self.filter(first_seen_on__lte=day).filter(
+            models.Q(resolved_on__isnull=True) | models.Q(resolved_on__gt=day)
+        )
+
+
+@audited
+class Lesion(models.Model):
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="lesions", verbose_name=_("participant")
+    )
+    label = models.CharField(
+        _("label"), max_length=20, help_text=_("Short name used on every visit, e.g. L1.")
+    )
+    anatomical_site = models.CharField(_("anatomical site"), max_length=12, choices=AnatomicalSite.choices)
+    digit = models.CharField(_("digit"), max_length=8, choices=Digit.choices, blank=True)
+    phalanx = models.CharField(_("phalanx"), max_length=8, choices=Phalanx.choices, blank=True)
+    laterality = models.CharField(_("side"), max_length=8, choices=Laterality.choices)
+    site_detail = models.CharField(
+        _("site description"),
+        max_length=200,
+        blank=True,
+        help_text=_("Required for 'other'; optional otherwise."),
+    )
+    is_target = models.BooleanField(_("target lesion"), default=False)
+    first_seen_on = models.DateField(_("date first seen"))
+    resolved_on = models.DateField(_("date resolved"), null=True, blank=True)
+
+    objects = LesionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["participant", "label"]
+        verbose_name = _("lesion")
+        verbose_name_plural = _("lesions")
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "label"], name="one_label_per_participant_lesion"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(anatomical_site="hand_digit") & ~models.Q(digit="") & ~models.Q(phalanx="")
+                )
+                | (~models.Q(anatomical_site="hand_digit") & models.Q(digit="", phalanx="")),
+                name="digit_and_phalanx_only_for_fingers",
+            ),
+            # The thumb has two phalanges.
+            models.CheckConstraint(
+                condition=~models.Q(digit="thumb", phalanx="middle"), name="thumb_has_no_middle_phalanx"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(anatomical_site="other") | ~models.Q(site_detail=""),
+                name="other_site_is_described",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(resolved_on__isnull=True)
+                | models.Q(resolved_on__gte=models.F("first_seen_on")),
+                name="resolved_after_first_seen",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.location}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("lesions:lesion-list", args=[self.participant_id])
+
+    @property
+    def location(self) -> str:
+        parts = [self.get_laterality_display()]
+        if self.anatomical_site == AnatomicalSite.HAND_DIGIT:
+            parts += [self.get_digit_display().lower(), self.get_phalanx_display().lower()]
+        else:
+            parts.append(self.get_anatomical_site_display().lower())
+        if self.site_detail:
+            parts.append(f"({self.site_detail})")
+        return " ".join(parts)

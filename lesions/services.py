@@ -1,0 +1,333 @@
+"""Lesion registry, ultrasound measurements and STS injections, with the protocol's safety gates.
+
+Gates (enforced here, whatever the caller): an injection needs ultrasound guidance, a lesion of
+the visit's participant, a visit that expects injections, a negative pregnancy test within the
+protocol window for a woman of child-bearing potential, the per-lesion volume limit and the
+per-session total dose limit (trial.protocol.PROTOCOL.dosing). Edits of saved rows need a reason
+and the row version the user started from (optimistic locking).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Sum
+from django.utils.translation import gettext as _
+
+from lesions.models import Injection, Lesion, UltrasoundMeasurement
+from participants.models import (
+    Participant,
+    ParticipantStatus,
+    PregnancyTest,
+    PregnancyTestResult,
+    Visit,
+    VisitStatus,
+)
+from participants.visits import site_today
+from trial.audit import actor_metadata, audit_context, reason_required
+from trial.concurrency import save_if_unchanged
+from trial.models import Site, User
+from trial.protocol import PROTOCOL, Form
+
+# A change of more than this fraction since the last visit is implausible enough to double-check.
+PLAUSIBLE_CHANGE = Decimal("0.5")
+
+MEASUREMENT_FIELDS = (
+    "length_mm",
+    "width_mm",
+    "depth_mm",
+    "depth_not_measurable_reason",
+    "posterior_shadowing",
+    "overlying_ulceration",
+    "doppler_signal",
+    "operator",
+    "device",
+)
+INJECTION_FIELDS = (
+    "concentration_mg_per_ml",
+    "volume_ml",
+    "local_anaesthetic_mixed",
+    "needle_gauge",
+    "ultrasound_guided",
+    "immediate_pain",
+    "immediate_complications",
+    "complication_detail",
+)
+LESION_FIELDS = (
+    "label",
+    "anatomical_site",
+    "digit",
+    "phalanx",
+    "laterality",
+    "site_detail",
+    "is_target",
+    "first_seen_on",
+    "resolved_on",
+)
+
+
+def _require(actor: User | None, permission: str, site: Site) -> None:
+    if actor is None:
+        return
+    if not actor.has_perm(permission) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
+        raise PermissionDenied
+
+
+# --- Lesions -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def lesion_add(*, actor: User | None, participant: Participant, **values: Any) -> Lesion:
+    _require(actor, "lesions.add_lesion", participant.site)
+    unknown = set(values) - set(LESION_FIELDS)
+    if unknown:
+        raise ValidationError(_("Unknown lesion fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
+    lesion = Lesion(participant=participant, **values)
+    lesion.full_clean()
+    with audit_context(reason="lesion added to the registry", **actor_metadata(actor)):
+        lesion.save()
+    return lesion
+
+
+@transaction.atomic
+def lesion_update(*, actor: User | None, lesion: Lesion, data: dict[str, Any], reason: str) -> Lesion:
+    """Correct a lesion or record that it resolved (it stays in the registry with the date)."""
+    _require(actor, "lesions.change_lesion", lesion.participant.site)
+    reason = reason_required(reason)
+    unknown = set(data) - set(LESION_FIELDS)
+    if unknown:
+        raise ValidationError(_("Unknown lesion fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
+    locked = Lesion.objects.select_for_update().get(pk=lesion.pk)
+    for name, value in data.items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    with audit_context(reason=reason, **actor_metadata(actor)):
+        locked.save()
+    return locked
+
+
+# --- Measurements and injections at a visit ---------------------------------------------------
+
+
+@dataclass
+class LesionRow:
+    """One lesion's row of the visit table: its measurement and/or injection, as entered.
+
+    `*_version` is the row version the form was opened at (None for a new row)."""
+
+    lesion: Lesion
+    measurement: dict[str, Any] | None = None
+    measurement_version: int | None = None
+    injection: dict[str, Any] | None = None
+    injection_version: int | None = None
+
+
+@dataclass
+class SaveResult:
+    measurements: list[UltrasoundMeasurement] = field(default_factory=list)
+    injections: list[Injection] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _visit_day(visit: Visit) -> dt.date:
+    return visit.visit_date or site_today(visit.participant.site)
+
+
+def _check_visit_open(visit: Visit, participant: Participant) -> None:
+    if visit.status == VisitStatus.MISSED:
+        raise ValidationError(_("This visit was recorded as missed."))
+    if participant.status != ParticipantStatus.ON_STUDY and visit.status != VisitStatus.COMPLETED:
+        raise ValidationError(_("The participant is no longer on study."))
+
+
+def pregnancy_gate(participant: Participant, visit_day: dt.date) -> str | None:
+    """Why an injection may not be given on `visit_day`, or None. A woman of child-bearing
+    potential needs a negative test within the protocol window before the visit."""
+    eligibility = participant.screening.eligibility
+    if not eligibility.childbearing_potential:
+        return None
+    days = PROTOCOL.dosing.pregnancy_test_days_before_injection
+    earliest = visit_day - dt.timedelta(days=days)
+    tests = PregnancyTest.objects.filter(
+        participant=participant, test_date__gte=earliest, test_date__lte=visit_day
+    )
+    if tests.filter(result=PregnancyTestResult.POSITIVE).exists():
+        return _("A positive pregnancy test is recorded: no injection may be given.")
+    if not tests.filter(result=PregnancyTestResult.NEGATIVE).exists():
+        return _(
+            "No injection without a negative pregnancy test taken between %(start)s and %(end)s "
+            "(within %(days)s days before the visit) for a woman of child-bearing potential."
+        ) % {"start": earliest.isoformat(), "end": visit_day.isoformat(), "days": days}
+    return None
+
+
+def _previous_measurement(lesion: Lesion, visit: Visit) -> UltrasoundMeasurement | None:
+    return (
+        UltrasoundMeasurement.objects.filter(lesion=lesion, visit__sequence__lt=visit.sequence)
+        .order_by("-visit__sequence")
+        .first()
+    )
+
+
+def _plausibility_warnings(lesion: Lesion, visit: Visit, measurement: UltrasoundMeasurement) -> list[str]:
+    previous = _previous_measurement(lesion, visit)
+    if previous is None:
+        return []
+    warnings = []
+    for name in ("length_mm", "width_mm", "depth_mm"):
+        old, new = getattr(previous, name), getattr(measurement, name)
+        if old and new and abs(new - old) > PLAUSIBLE_CHANGE * old:
+            label = UltrasoundMeasurement._meta.get_field(name).verbose_name
+            warnings.append(
+                _(
+                    "%(lesion)s: %(field)s changed from %(old)s to %(new)s (more than 50%% since %(visit)s). Please check."
+                )
+                % {
+                    "lesion": lesion.label,
+                    "field": label,
+                    "old": old,
+                    "new": new,
+                    "visit": previous.visit.code,
+                }
+            )
+    return warnings
+
+
+def _write(model, *, existing, version, values, fields, reason, actor, create_kwargs):
+    """Create a row, or update it under optimistic locking (edits need a reason)."""
+    if existing is None:
+        row = model(**create_kwargs, **values)
+        row.full_clean()
+        row.save()
+        return row, True
+    changed = [name for name in fields if name in values and getattr(existing, name) != values[name]]
+    if not changed:
+        return existing, False
+    reason_required(reason)
+    if version is None:
+        raise ValidationError(_("This row was saved by someone else meanwhile; reload and check it."))
+    for name in changed:
+        setattr(existing, name, values[name])
+    existing.full_clean()
+    save_if_unchanged(existing, expected_version=version, fields=changed)
+    return existing, True
+
+
+@transaction.atomic
+def visit_lesions_save(
+    *, actor: User | None, visit: Visit, rows: list[LesionRow], reason: str = ""
+) -> SaveResult:
+    """Save the measurement + injection table of a visit (lesions as rows) in one transaction.
+
+    All or nothing: a refused row (dose limit, pregnancy gate, implausible value, conflict) saves
+    none of the table, so the coordinator corrects it and saves again with nothing lost."""
+    participant = Participant.objects.select_related("site", "screening__eligibility").get(
+        pk=visit.participant_id
+    )
+    _require(actor, "lesions.add_ultrasoundmeasurement", participant.site)
+    # One writer per visit at a time: the session dose total is checked under this lock.
+    visit = Visit.objects.select_for_update().get(pk=visit.pk)
+    _check_visit_open(visit, participant)
+    definition_forms = visit.definition.forms
+    day = _visit_day(visit)
+    result = SaveResult()
+    lesion_ids = {row.lesion.pk for row in rows}
+    lesions = {
+        lesion.pk: lesion for lesion in Lesion.objects.filter(pk__in=lesion_ids, participant=participant)
+    }
+    if len(lesions) != len(lesion_ids):
+        raise ValidationError(_("A lesion in this table does not belong to the participant."))
+    measurements = {
+        m.lesion_id: m for m in UltrasoundMeasurement.objects.filter(visit=visit, lesion_id__in=lesion_ids)
+    }
+    injections = {i.lesion_id: i for i in Injection.objects.filter(visit=visit, lesion_id__in=lesion_ids)}
+    errors: dict[str, list] = {}
+
+    with audit_context(
+        reason=(reason or "").strip() or f"visit {visit.code} data entered", **actor_metadata(actor)
+    ):
+        for row in rows:
+            lesion = lesions[row.lesion.pk]
+            prefix = lesion.label
+            try:
+                if row.measurement is not None:
+                    if Form.MEASUREMENTS not in definition_forms:
+                        raise ValidationError(_("This visit does not take measurements."))
+                    measurement, written = _write(
+                        UltrasoundMeasurement,
+                        existing=measurements.get(lesion.pk),
+                        version=row.measurement_version,
+                        values=row.measurement,
+                        fields=MEASUREMENT_FIELDS,
+                        reason=reason,
+                        actor=actor,
+                        create_kwargs={"lesion": lesion, "visit": visit},
+                    )
+                    result.measurements.append(measurement)
+                    if written:
+                        result.warnings += _plausibility_warnings(lesion, visit, measurement)
+                if row.injection is not None:
+                    if Form.INJECTIONS not in definition_forms:
+                        raise ValidationError(_("No injections are given at this visit."))
+                    if lesion.resolved_on and lesion.resolved_on <= day:
+                        raise ValidationError(_("This lesion resolved on %(d)s.") % {"d": lesion.resolved_on})
+                    values = dict(row.injection)
+                    values.setdefault(
+                        "concentration_mg_per_ml", PROTOCOL.dosing.default_concentration_mg_per_ml
+                    )
+                    _check_injection_limits(values)
+                    gate = pregnancy_gate(participant, day)
+                    if gate:
+                        raise ValidationError(gate)
+                    injection, _written = _write(
+                        Injection,
+                        existing=injections.get(lesion.pk),
+                        version=row.injection_version,
+                        values=values,
+                        fields=INJECTION_FIELDS,
+                        reason=reason,
+                        actor=actor,
+                        create_kwargs={"lesion": lesion, "visit": visit},
+                    )
+                    result.injections.append(injection)
+            except ValidationError as exc:
+                errors.setdefault(prefix, []).extend(exc.messages)
+        if not errors:
+            total = Injection.objects.filter(visit=visit).aggregate(total=Sum("dose_mg"))["total"] or Decimal(
+                0
+            )
+            cap = PROTOCOL.dosing.max_total_dose_per_session_mg
+            if total > cap:
+                errors.setdefault(_("Session"), []).append(
+                    _(
+                        "The total STS dose of this session would be %(total)s mg; the protocol allows at most %(cap)s mg."
+                    )
+                    % {"total": total.normalize(), "cap": cap}
+                )
+        if errors:
+            # Nothing of the table is kept: the caller shows the messages with the user's input.
+            raise ValidationError({key: messages for key, messages in errors.items()})
+    return result
+
+
+def _check_injection_limits(values: dict[str, Any]) -> None:
+    dosing = PROTOCOL.dosing
+    concentration = Decimal(str(values["concentration_mg_per_ml"]))
+    if concentration not in dosing.concentrations_mg_per_ml:
+        raise ValidationError(
+            _("STS concentration must be one of %(allowed)s mg/mL.")
+            % {"allowed": ", ".join(str(c) for c in dosing.concentrations_mg_per_ml)}
+        )
+    volume = values.get("volume_ml")
+    if volume is not None and Decimal(str(volume)) > dosing.max_volume_per_lesion_ml:
+        raise ValidationError(
+            _("%(volume)s mL is more than the protocol's limit of %(limit)s mL per lesion.")
+            % {"volume": volume, "limit": dosing.max_volume_per_lesion_ml}
+        )
+    if not values.get("ultrasound_guided"):
+        raise ValidationError(_("Confirm that the injection was ultrasound-guided."))
