@@ -24,11 +24,13 @@ class NavItem:
 # Apps add their pages here as they land.
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Home"), "home"),
+    NavItem(_("Today"), "participants:today", "participants.view_visit"),
     NavItem(_("Screening"), "participants:screening-list", "participants.view_screening"),
     NavItem(_("Participants"), "participants:participant-list", "participants.view_participant"),
     NavItem(_("Eligibility to confirm"), "participants:confirmation-queue", "participants.confirm_eligibility"),
     NavItem(_("Screening log"), "participants:screening-log", "participants.view_screening"),
     NavItem(_("Consent documents"), "participants:consent-document-list", "participants.view_consentdocument"),
+    NavItem(_("Deviations"), "participants:deviation-list", "participants.view_protocoldeviation"),
     NavItem(_("Sites"), "site-list", "trial.view_site"),
     NavItem(_("Users and access"), "user-list", "trial.manage_users"),
     NavItem(_("Outbox"), "outbox", "trial.view_outbox"),

@@ -31,6 +31,7 @@ urlpatterns = [
     ),
     path("account/", include("trial.accounts.urls")),
     path("", include("participants.urls")),
+    path("", include("lesions.urls")),
     path("admin/", admin.site.urls),
 ]
 

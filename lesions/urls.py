@@ -1,0 +1,4 @@
+from lesions import views
+
+app_name = "lesions"
+urlpatterns = [*views.urlpatterns]

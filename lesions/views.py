@@ -1,0 +1,3 @@
+"""Placeholder: lesion pages are being written."""
+
+urlpatterns: list = []

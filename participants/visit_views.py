@@ -1,0 +1,3 @@
+"""Placeholder: visit pages are being written."""
+
+urlpatterns: list = []
