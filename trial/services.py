@@ -10,19 +10,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from django_otp import devices_for_user
 
 from trial.access_log import CONTEXT_KEY, AccessChange
+from trial.accounts.password_reset import password_reset_url
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.models import Site, SiteMembership, User
 from trial.roles import Role, group_for
@@ -185,19 +182,6 @@ def user_invite(
     return user
 
 
-def set_password_url(user: User) -> str:
-    """An absolute link to Django's password reset confirmation for `user`. It works once, and
-    only until PASSWORD_RESET_TIMEOUT passes or the password changes."""
-    path = reverse(
-        "password_reset_confirm",
-        kwargs={
-            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
-            "token": default_token_generator.make_token(user),
-        },
-    )
-    return settings.SITE_URL.rstrip("/") + path
-
-
 def user_send_set_password_email(*, actor: User | None, user: User) -> None:
     """E-mail `user` a link to set their password (a new account, or one whose e-mail was lost)."""
     _require(actor, "trial.manage_users")
@@ -206,7 +190,7 @@ def user_send_set_password_email(*, actor: User | None, user: User) -> None:
     context = {
         "user": user,
         "study_name": settings.STUDY_NAME,
-        "url": set_password_url(user),
+        "url": password_reset_url(user),
         "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
     }
     send_mail(
