@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -36,7 +37,14 @@ class ConsentDocument(models.Model):
     """An approved version of the consent form. When a new version becomes effective, everyone
     who signed an older version of the same language is due to re-consent."""
 
-    version = models.CharField(_("version"), max_length=20)
+    # The version becomes part of the stored file name: letters, digits, dots, dashes, underscores.
+    version = models.CharField(
+        _("version"),
+        max_length=20,
+        validators=[
+            RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", _("Use letters, digits, '.', '-' or '_' (e.g. 2.1).")),
+        ],
+    )
     language = models.CharField(_("language"), max_length=10, choices=settings.LANGUAGES, default="en")
     title = models.CharField(_("title"), max_length=200)
     approved_on = models.DateField(_("ethics approval date"))
