@@ -65,9 +65,21 @@ def worker_state() -> str:
     return "ok" if replies else "no worker"
 
 
+def _answer(states: dict[str, str]) -> JsonResponse:
+    healthy = all(state == "ok" for state in states.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", **states}, status=200 if healthy else 503)
+
+
 @login_not_required
 @never_cache
 def healthz(request):
-    states = {"database": database_state(), "redis": redis_state(), "worker": worker_state()}
-    healthy = all(state == "ok" for state in states.values())
-    return JsonResponse({"status": "ok" if healthy else "degraded", **states}, status=200 if healthy else 503)
+    """The whole installation: database, Redis and at least one Celery worker."""
+    return _answer({"database": database_state(), "redis": redis_state(), "worker": worker_state()})
+
+
+@login_not_required
+@never_cache
+def healthz_web(request):
+    """What a load balancer asks of one web container: can it serve pages (database and Redis)?
+    Workers being down must not take the web pages out of rotation."""
+    return _answer({"database": database_state(), "redis": redis_state()})

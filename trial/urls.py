@@ -6,6 +6,7 @@ from trial import health, outbox, staff, views
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
     path("healthz", health.healthz, name="healthz"),
+    path("healthz/web", health.healthz_web, name="healthz-web"),
     path("site/select/", views.site_select, name="site-select"),
     path("sites/", views.SiteListView.as_view(), name="site-list"),
     path("sites/<int:pk>/", views.SiteDetailView.as_view(), name="site-detail"),

@@ -80,3 +80,18 @@ def test_health_needs_no_login_and_is_never_cached(client):
 
     assert response.status_code in (200, 503)  # not a redirect to the login page
     assert "no-cache" in response["Cache-Control"]
+
+
+def test_web_readiness_ignores_the_workers(client):
+    """A load balancer asks /healthz/web: stopped workers must not take the pages out of rotation."""
+    response = client.get("/healthz/web")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_web_readiness_fails_without_redis(client, unreachable_redis):
+    response = client.get("/healthz/web")
+
+    assert response.status_code == 503
+    assert response.json()["redis"] == "unreachable"

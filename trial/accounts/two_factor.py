@@ -213,4 +213,5 @@ class RequireTwoFactorMiddleware:
             reverse("two-factor-setup"),
             reverse("logout"),
             reverse("healthz"),
+            reverse("healthz-web"),
         }
