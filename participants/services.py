@@ -411,6 +411,10 @@ def screening_decline(*, actor: User, screening: Screening, note: str) -> Screen
     note = reason_required(note)
     if screening.outcome == ScreeningOutcome.ENROLLED:
         raise ValidationError(_("This person is enrolled; end their participation instead."))
+    # A screen failure stays a screen failure in the log (CONSORT counts): only an eligible
+    # person can be recorded as "eligible, not enrolled".
+    if screening.outcome != ScreeningOutcome.ELIGIBLE:
+        raise ValidationError(_("Only an eligible person can be recorded as not enrolled."))
     with audit_context(reason=note, **actor_metadata(actor)):
         screening.outcome = ScreeningOutcome.DECLINED
         screening.outcome_note = note

@@ -143,6 +143,12 @@ class NonChildbearingReason(models.TextChoices):
     OTHER = "other", _("Other (describe)")
 
 
+class EligibilityAssessmentQuerySet(models.QuerySet):
+    def visible_to(self, user) -> EligibilityAssessmentQuerySet:
+        # The checklist has no site of its own: it is visible where its screening is.
+        return self.filter(screening__in=Screening.objects.visible_to(user))
+
+
 class EligibilityStatus(models.TextChoices):
     INCOMPLETE = "incomplete", _("Incomplete")
     ELIGIBLE = "eligible", _("Eligible")
@@ -237,7 +243,7 @@ class EligibilityAssessment(models.Model):
         "non_childbearing_detail",
     )
 
-    objects = ScreeningQuerySet.as_manager()
+    objects = EligibilityAssessmentQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("eligibility checklist")
