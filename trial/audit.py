@@ -207,8 +207,21 @@ def _tracked_fields(model: type[models.Model], event_model: type[models.Model]) 
     return [f for f in model._meta.concrete_fields if f.name in event_columns and not f.primary_key]
 
 
-def record_history(obj: models.Model) -> list[HistoryEntry]:
+HIDDEN_VALUE = _("hidden")
+
+
+def hidden_fields_for(model: type[models.Model], user) -> frozenset[str]:
+    """Identifying fields `user` may not read: a model lists them in IDENTIFYING_FIELDS and names
+    the permission that unlocks them in IDENTIFYING_PERMISSION (checked at start-up)."""
+    fields = frozenset(getattr(model, "IDENTIFYING_FIELDS", ()))
+    if fields and user.has_perm(getattr(model, "IDENTIFYING_PERMISSION", "")):
+        return frozenset()
+    return fields
+
+
+def record_history(obj: models.Model, *, hidden_fields: frozenset[str] = frozenset()) -> list[HistoryEntry]:
     """The audit trail of one record, oldest first: what changed, from what to what, who, why.
+    Values of `hidden_fields` show as "hidden" (the change itself is still listed).
 
     Queries: one for the events, one for the users named in them, one per foreign-key field
     that changed (bounded by the model, not by the number of events).
@@ -233,6 +246,11 @@ def record_history(obj: models.Model) -> list[HistoryEntry]:
     user_model = apps.get_model(settings.AUTH_USER_MODEL)
     users = {u.pk: u for u in user_model._base_manager.filter(pk__in=user_ids)}
 
+    def display(f, value) -> str:
+        if f.name in hidden_fields and value not in (None, ""):
+            return str(HIDDEN_VALUE)
+        return _display(f, value, related_names)
+
     entries: list[HistoryEntry] = []
     previous = None
     for event in events:
@@ -242,18 +260,12 @@ def record_history(obj: models.Model) -> list[HistoryEntry]:
             new = getattr(event, f.attname)
             old = getattr(previous, f.attname) if previous is not None else None
             if event.pgh_label == DELETE:
-                changes.append(FieldChange(str(f.verbose_name), _display(f, new, related_names), "—"))
+                changes.append(FieldChange(str(f.verbose_name), display(f, new), "—"))
             elif previous is None:
                 if new not in (None, ""):
-                    changes.append(FieldChange(str(f.verbose_name), "—", _display(f, new, related_names)))
+                    changes.append(FieldChange(str(f.verbose_name), "—", display(f, new)))
             elif old != new:
-                changes.append(
-                    FieldChange(
-                        str(f.verbose_name),
-                        _display(f, old, related_names),
-                        _display(f, new, related_names),
-                    )
-                )
+                changes.append(FieldChange(str(f.verbose_name), display(f, old), display(f, new)))
         user_id = ctx.get("user")
         if user_id in users:
             who = users[user_id].audit_name

@@ -23,6 +23,36 @@ def audited_models_have_site_isolation(app_configs=None, **kwargs):
 
 
 @checks.register()
+def identifying_fields_name_their_permission(app_configs=None, **kwargs):
+    """A model listing IDENTIFYING_FIELDS names the permission that unlocks them, and the fields exist."""
+    from django.apps import apps
+
+    errors = []
+    for model in apps.get_models():
+        fields = getattr(model, "IDENTIFYING_FIELDS", ())
+        if not fields:
+            continue
+        if not getattr(model, "IDENTIFYING_PERMISSION", ""):
+            errors.append(
+                checks.Error(
+                    f"{model._meta.label} lists IDENTIFYING_FIELDS but no IDENTIFYING_PERMISSION.",
+                    obj=model,
+                    id="trial.E007",
+                )
+            )
+        names = {f.name for f in model._meta.get_fields()}
+        for name in set(fields) - names:
+            errors.append(
+                checks.Error(
+                    f"{model._meta.label}.IDENTIFYING_FIELDS names unknown field {name}.",
+                    obj=model,
+                    id="trial.E007",
+                )
+            )
+    return errors
+
+
+@checks.register()
 def role_permissions_exist(app_configs=None, **kwargs):
     """Every permission a role is granted is a real permission of an installed model."""
     from django.apps import apps

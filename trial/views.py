@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from django.views.generic import DetailView, ListView, TemplateView, UpdateView
 
 from trial import services
-from trial.audit import has_history_page, record_history
+from trial.audit import has_history_page, hidden_fields_for, record_history
 from trial.forms import SiteForm
 from trial.models import Site
 from trial.sites import SESSION_KEY, sites_for
@@ -110,7 +110,7 @@ def record_history_view(request, model_label: str, pk: int):
         {
             "object": obj,
             "model_name": model._meta.verbose_name,
-            "entries": record_history(obj),
+            "entries": record_history(obj, hidden_fields=hidden_fields_for(model, request.user)),
             "back_url": obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else None,
         },
     )

@@ -119,6 +119,10 @@ class ConsentRecord(models.Model):
 
     objects = ConsentRecordQuerySet.as_manager()
 
+    # Names typed as signatures identify the person; the audit history hides them from monitors.
+    IDENTIFYING_FIELDS = ("participant_signature", "representative_name", "witness_name")
+    IDENTIFYING_PERMISSION = "participants.view_identifying_data"
+
     class Meta:
         ordering = ["-consented_at"]
         verbose_name = _("consent record")

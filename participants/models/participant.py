@@ -139,6 +139,7 @@ class Participant(models.Model):
     objects = ParticipantQuerySet.as_manager()
 
     IDENTIFYING_FIELDS = ("email",)
+    IDENTIFYING_PERMISSION = "participants.view_identifying_data"
 
     class Meta:
         ordering = ["study_id"]

@@ -89,6 +89,7 @@ class Screening(models.Model):
 
     # Fields that roles without identifying-data permission never see.
     IDENTIFYING_FIELDS = ("first_name", "last_name", "date_of_birth", "medical_record_number")
+    IDENTIFYING_PERMISSION = "participants.view_identifying_data"
 
     class Meta:
         ordering = ["-screening_date", "-id"]

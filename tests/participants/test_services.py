@@ -290,3 +290,20 @@ def test_early_termination_records_reason_and_date(consented, coordinator):
         TODAY,
     )
     assert not Participant.objects.contactable().filter(pk=participant.pk).exists()
+
+
+def test_audit_history_hides_identifying_values_from_monitors(screen, coordinator, make_user, site_a, client):
+    from tests.conftest import sign_in
+
+    screening = screen(first_name="Jane", last_name="Doe")
+    from participants import services as s
+
+    s.screening_update(
+        actor=coordinator, screening=screening, data={"last_name": "Doe-Smith"}, reason="married name"
+    )
+    monitor = make_user(role=Role.MONITOR, sites=[site_a])
+    page = sign_in(client, monitor).get(f"/audit/participants.screening/{screening.pk}/").content.decode()
+    assert "Doe" not in page and "Jane" not in page and "1970-05-17" not in page
+    assert "hidden" in page and "married name" in page
+    page = sign_in(client, coordinator).get(f"/audit/participants.screening/{screening.pk}/").content.decode()
+    assert "Doe-Smith" in page
