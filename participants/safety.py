@@ -114,6 +114,9 @@ def adverse_event_update(
     unknown = set(values) - set(AE_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
+    visit = values.get("reported_at_visit")
+    if visit is not None and visit.participant_id != event.participant_id:
+        raise ValidationError({"reported_at_visit": _("That visit belongs to another participant.")})
     changed = [name for name, value in values.items() if getattr(event, name) != value]
     if not changed:
         return event
@@ -184,13 +187,15 @@ def serious_adverse_event_notify(*, adverse_event_id: int) -> int:
 
 
 @transaction.atomic
-def ae_review_record(*, actor: User, visit: Visit, new_events: bool) -> AEReview:
+def ae_review_record(*, actor: User, visit: Visit, new_events: bool, reason: str = "") -> AEReview:
+    """Record the AE review of a visit; changing a saved answer needs a reason (21 CFR 11.10(e))."""
     _require(actor, "participants.add_aereview", visit.participant.site)
     review, created = AEReview.objects.select_for_update().get_or_create(
         visit=visit, defaults={"new_events": new_events, "reviewed_by": actor}
     )
     if not created and review.new_events != new_events:
-        with audit_context(reason="adverse event review corrected", **actor_metadata(actor)):
+        reason = reason_required(reason)
+        with audit_context(reason=reason, **actor_metadata(actor)):
             review.new_events = new_events
             review.reviewed_by = actor
             review.save()

@@ -1,3 +1,557 @@
-"""Placeholder: visit pages are being written."""
+"""Visit pages: the coordinator's today list, a participant's timeline (visits, forms done or
+missing, change from baseline), the visit page that leads through its forms in order, and
+completing, missing or adding a visit.
 
-urlpatterns: list = []
+Views are thin: a form validates, one service in `participants.visits` writes, the view redirects.
+A role without the permission gets a 403; a record of another site is a 404 (`visible_to`).
+Dates people mean as dates are the site's local dates (`site_today`).
+
+The timeline reads the lesions app (measurement and injection rows, change from baseline): it is a
+read-side page that combines two apps, kept here because the participant's timeline is where a
+coordinator looks for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cached_property
+
+from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.core.exceptions import ValidationError
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from django.views.generic import FormView, TemplateView
+
+from lesions.models import Injection, UltrasoundMeasurement
+from lesions.outcomes import Change, participant_outcome
+from participants import visits as visit_services
+from participants.models import (
+    Participant,
+    ParticipantStatus,
+    PregnancyTest,
+    Visit,
+    VisitState,
+    VisitStatus,
+)
+from participants.visit_forms import (
+    UnscheduledVisitForm,
+    VisitCompleteForm,
+    VisitMissForm,
+    add_service_error,
+)
+from participants.visits import site_today
+from trial.protocol import FORM_LABELS, PROTOCOL, Form
+
+# --- Shared page plumbing (used by the safety pages too) ---------------------------------------
+
+
+class ServiceFormView(FormView):
+    """Gather, call one service, return. A service's refusal goes back on the form."""
+
+    def call_service(self, form):  # pragma: no cover - each view defines it
+        raise NotImplementedError
+
+    def form_valid(self, form):
+        try:
+            return self.call_service(form)
+        except ValidationError as exc:
+            add_service_error(form, exc)
+            return self.form_invalid(form)
+
+
+class ParticipantScopedMixin(PermissionRequiredMixin):
+    """The participant of the URL, if the user's sites include theirs (else 404)."""
+
+    participant_url_kwarg = "pk"
+
+    @cached_property
+    def participant(self) -> Participant:
+        return get_object_or_404(
+            Participant.objects.visible_to(self.request.user).select_related(
+                "site", "screening__eligibility"
+            ),
+            pk=self.kwargs[self.participant_url_kwarg],
+        )
+
+    @cached_property
+    def today(self) -> dt.date:
+        return site_today(self.participant.site)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(participant=self.participant, **kwargs)
+
+
+class VisitScopedMixin(ParticipantScopedMixin):
+    """The visit of the URL, if the user's sites include its participant's (else 404)."""
+
+    def get_visit_queryset(self) -> QuerySet[Visit]:
+        return Visit.objects.visible_to(self.request.user).select_related(
+            "participant__site", "participant__screening__eligibility"
+        )
+
+    @cached_property
+    def visit(self) -> Visit:
+        return get_object_or_404(self.get_visit_queryset(), pk=self.kwargs["pk"])
+
+    @cached_property
+    def participant(self) -> Participant:
+        return self.visit.participant
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(visit=self.visit, **kwargs)
+
+
+def childbearing_potential(participant: Participant) -> bool:
+    """Whether the participant's visits expect a pregnancy test. Unknown counts as yes: a test too
+    many is safer than an injection without one."""
+    eligibility = getattr(participant.screening, "eligibility", None)
+    answer = eligibility.childbearing_potential if eligibility is not None else None
+    return answer is not False
+
+
+def lesion_table_url(visit: Visit) -> str:
+    """The measurement + injection table of a visit (built in the lesions app)."""
+    try:
+        return reverse("lesions:visit-table", args=[visit.pk])
+    except NoReverseMatch:
+        return f"/visits/{visit.pk}/lesions/"
+
+
+# --- States in words (never colour alone) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Badge:
+    label: str
+    css: str
+
+
+VISIT_STATE_CSS = {
+    VisitState.PLANNED: "text-bg-secondary",
+    VisitState.DUE: "text-bg-primary",
+    VisitState.OVERDUE: "text-bg-danger",
+    VisitState.COMPLETED: "text-bg-success",
+    VisitState.MISSED: "text-bg-warning",
+}
+
+
+def visit_badge(visit: Visit, today: dt.date) -> Badge:
+    state = visit.state_on(today)
+    return Badge(str(VisitState(state).label), VISIT_STATE_CSS[state])
+
+
+class FormProgress:
+    DONE = "done"
+    MISSING = "missing"
+    NOT_YET_DUE = "not_yet_due"
+    VISIT_MISSED = "visit_missed"
+    NOT_AVAILABLE = "not_available"
+
+
+FORM_PROGRESS_BADGES = {
+    FormProgress.DONE: (gettext_lazy("Done"), "text-bg-success"),
+    FormProgress.MISSING: (gettext_lazy("Missing"), "text-bg-danger"),
+    FormProgress.NOT_YET_DUE: (gettext_lazy("Not yet due"), "text-bg-secondary"),
+    FormProgress.VISIT_MISSED: (gettext_lazy("Not done: visit missed"), "text-bg-secondary"),
+    FormProgress.NOT_AVAILABLE: (gettext_lazy("Not yet available"), "text-bg-light border"),
+}
+
+
+@dataclass(frozen=True)
+class FormStatus:
+    form: Form
+    label: str
+    progress: str
+    badge: Badge
+    detail: str = ""
+
+
+def with_form_data(visits: QuerySet[Visit]) -> QuerySet[Visit]:
+    """Annotate each visit with the data its forms left: measurement, injection and pregnancy
+    test rows at that visit, and its AE review. One query, whatever the number of visits."""
+
+    def count(model):
+        rows = (
+            model.objects.filter(visit=OuterRef("pk"))
+            .order_by()
+            .values("visit")
+            .annotate(n=Count("pk"))
+            .values("n")[:1]
+        )
+        return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
+
+    return visits.select_related("ae_review").annotate(
+        n_measurements=count(UltrasoundMeasurement),
+        n_injections=count(Injection),
+        n_pregnancy_tests=count(PregnancyTest),
+    )
+
+
+def form_statuses(visit: Visit, *, today: dt.date, childbearing: bool) -> list[FormStatus]:
+    """Each expected form of an annotated visit (`with_form_data`): done, missing or not yet due."""
+    state = visit.state_on(today)
+    review = getattr(visit, "ae_review", None)
+    statuses = []
+    for form in visit.expected_forms(childbearing_potential=childbearing):
+        detail = ""
+        if form in (Form.MEASUREMENTS, Form.INJECTIONS):
+            rows = visit.n_measurements if form == Form.MEASUREMENTS else visit.n_injections
+            done = rows > 0
+            detail = ngettext("%(n)s lesion", "%(n)s lesions", rows) % {"n": rows} if done else ""
+        elif form == Form.PREGNANCY_TEST:
+            done = visit.n_pregnancy_tests > 0
+        elif form == Form.AE_REVIEW:
+            done = review is not None
+            if done:
+                detail = _("new events reported") if review.new_events else _("no new events")
+        else:
+            # Questionnaires (and screening forms) are not captured on visits yet.
+            done = None
+        if done is None:
+            progress = FormProgress.NOT_AVAILABLE
+        elif done:
+            progress = FormProgress.DONE
+        elif state == VisitState.PLANNED:
+            progress = FormProgress.NOT_YET_DUE
+        elif state == VisitState.MISSED:
+            progress = FormProgress.VISIT_MISSED
+        else:
+            progress = FormProgress.MISSING
+        label, css = FORM_PROGRESS_BADGES[progress]
+        statuses.append(FormStatus(form, str(FORM_LABELS[form]), progress, Badge(str(label), css), detail))
+    return statuses
+
+
+# --- Today ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TodayRow:
+    visit: Visit
+    today: dt.date  # the site's date
+    days: int  # days left in the window, or days overdue
+
+
+@dataclass(frozen=True)
+class TodaySection:
+    key: str
+    title: str
+    rows: list[TodayRow]
+    empty: str
+
+
+class TodayView(PermissionRequiredMixin, TemplateView):
+    """Visits due today, in window and overdue, at the current site or all the user's sites."""
+
+    permission_required = "participants.view_visit"
+    template_name = "participants/today.html"
+
+    def get_context_data(self, **kwargs):
+        site = self.request.site
+        result = visit_services.today_list(user=self.request.user, sites=[site] if site else None)
+        todays: dict[int, dt.date] = {}
+
+        def row(visit: Visit, *, overdue: bool) -> TodayRow:
+            site = visit.participant.site
+            if site.pk not in todays:
+                todays[site.pk] = site_today(site)
+            today = todays[site.pk]
+            days = (today - visit.window_closes).days if overdue else (visit.window_closes - today).days
+            return TodayRow(visit, today, days)
+
+        sections = [
+            TodaySection(
+                "due-today",
+                _("Due today"),
+                [row(v, overdue=False) for v in result.due_today],
+                _("No visit has its target date today."),
+            ),
+            TodaySection(
+                "in-window",
+                _("In window"),
+                [row(v, overdue=False) for v in result.in_window],
+                _("No other visit is in its window."),
+            ),
+            TodaySection(
+                "overdue",
+                _("Overdue"),
+                [row(v, overdue=True) for v in result.overdue],
+                _("No overdue visits."),
+            ),
+        ]
+        return super().get_context_data(
+            sections=sections, scope=site, scope_today=site_today(site) if site else None, **kwargs
+        )
+
+
+# --- Timeline ---------------------------------------------------------------------------------
+
+
+def signed(value: Decimal | None, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:+.1f}{suffix}"
+
+
+def plain(value: Decimal | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+@dataclass(frozen=True)
+class ChangeCells:
+    value: str
+    absolute: str
+    percent: str
+
+    @classmethod
+    def of(cls, change: Change, *, baseline: bool = False) -> ChangeCells:
+        if baseline:
+            word = _("baseline")
+            return cls(plain(change.value), word, word)
+        return cls(plain(change.value), signed(change.absolute), signed(change.percent, " %"))
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    heading: str
+    visit_code: str
+    is_target: bool
+    diameter: ChangeCells
+    volume: ChangeCells
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    visit: Visit
+    badge: Badge
+    forms: list[FormStatus]
+
+
+class ParticipantTimelineView(ParticipantScopedMixin, TemplateView):
+    permission_required = "participants.view_visit"
+    template_name = "participants/timeline.html"
+
+    def get_context_data(self, **kwargs):
+        participant, today = self.participant, self.today
+        childbearing = childbearing_potential(participant)
+        visits = with_form_data(participant.visits.order_by("sequence"))
+        rows = [
+            TimelineRow(v, visit_badge(v, today), form_statuses(v, today=today, childbearing=childbearing))
+            for v in visits
+        ]
+        outcome = participant_outcome(participant.pk)
+        lesion_rows = [
+            OutcomeRow(
+                trajectory.label,
+                point.visit_code,
+                trajectory.is_target,
+                ChangeCells.of(point.longest_diameter, baseline=index == 0),
+                ChangeCells.of(point.volume, baseline=index == 0),
+            )
+            for trajectory in outcome.lesions
+            for index, point in enumerate(trajectory.points)
+        ]
+        total_rows = [
+            OutcomeRow(
+                point.visit_code,
+                point.visit_code,
+                True,
+                ChangeCells.of(point.sum_longest_diameter, baseline=index == 0),
+                ChangeCells.of(point.sum_volume, baseline=index == 0),
+            )
+            for index, point in enumerate(outcome.totals)
+        ]
+        user = self.request.user
+        return super().get_context_data(
+            rows=rows,
+            today=today,
+            childbearing=childbearing,
+            lesion_rows=lesion_rows,
+            total_rows=total_rows,
+            targets_flagged=any(t.is_target for t in outcome.lesions),
+            can_add_visit=user.has_perm("participants.change_visit")
+            and participant.status == ParticipantStatus.ON_STUDY,
+            can_view_adverse_events=user.has_perm("participants.view_adverseevent"),
+            **kwargs,
+        )
+
+
+# --- One visit --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a visit, in the order the coordinator fills them in."""
+
+    title: str
+    forms: list[FormStatus]
+    url: str | None
+    action: str
+    shows_dosing: bool = False
+
+    @property
+    def done(self) -> bool:
+        return all(form.progress == FormProgress.DONE for form in self.forms)
+
+
+class VisitDetailView(VisitScopedMixin, TemplateView):
+    permission_required = "participants.view_visit"
+    template_name = "participants/visit_detail.html"
+
+    def get_visit_queryset(self):
+        return with_form_data(super().get_visit_queryset().select_related("completed_by"))
+
+    def steps(self, statuses: list[FormStatus], *, can_edit: bool) -> list[Step]:
+        visit = self.visit
+        by_form = {s.form: s for s in statuses}
+        steps = []
+        if Form.PREGNANCY_TEST in by_form:
+            steps.append(
+                Step(
+                    _("Pregnancy test"),
+                    [by_form[Form.PREGNANCY_TEST]],
+                    reverse("participants:visit-pregnancy-test", args=[visit.pk]) if can_edit else None,
+                    _("Record the pregnancy test"),
+                )
+            )
+        lesion_forms = [by_form[f] for f in (Form.MEASUREMENTS, Form.INJECTIONS) if f in by_form]
+        if lesion_forms:
+            title = (
+                _("Ultrasound measurements and STS injections")
+                if len(lesion_forms) == 2
+                else lesion_forms[0].label
+            )
+            steps.append(
+                Step(
+                    title,
+                    lesion_forms,
+                    lesion_table_url(visit),
+                    _("Open the lesion table"),
+                    shows_dosing=Form.INJECTIONS in by_form,
+                )
+            )
+        if Form.PROS in by_form:
+            steps.append(Step(_("Questionnaires"), [by_form[Form.PROS]], None, ""))
+        if Form.AE_REVIEW in by_form:
+            steps.append(
+                Step(
+                    _("Adverse event review"),
+                    [by_form[Form.AE_REVIEW]],
+                    reverse("participants:visit-ae-review", args=[visit.pk]) if can_edit else None,
+                    _("Review adverse events"),
+                )
+            )
+        return steps
+
+    def get_context_data(self, **kwargs):
+        visit, participant, today = self.visit, self.participant, self.today
+        user = self.request.user
+        can_edit = (
+            user.has_perm("participants.change_visit") and participant.status == ParticipantStatus.ON_STUDY
+        ) and visit.status != VisitStatus.MISSED
+        statuses = form_statuses(visit, today=today, childbearing=childbearing_potential(participant))
+        expects_injections = any(s.form == Form.INJECTIONS for s in statuses)
+        pending = visit.status == VisitStatus.PLANNED and can_edit
+        return super().get_context_data(
+            badge=visit_badge(visit, today),
+            steps=self.steps(statuses, can_edit=can_edit),
+            today=today,
+            pregnancy_tests=list(visit.pregnancy_tests.order_by("-test_date", "-id")),
+            adverse_events=list(visit.adverse_events.order_by("-reported_at")),
+            dosing=PROTOCOL.dosing if expects_injections else None,
+            can_report_adverse_event=user.has_perm("participants.add_adverseevent"),
+            complete_form=VisitCompleteForm(initial={"visit_date": today}) if pending else None,
+            miss_form=VisitMissForm() if pending else None,
+            **kwargs,
+        )
+
+
+class VisitActionView(VisitScopedMixin, ServiceFormView):
+    permission_required = "participants.change_visit"
+
+    def get(self, request, *args, **kwargs):
+        if self.visit.status != VisitStatus.PLANNED:
+            messages.info(
+                request, _("This visit is already %(status)s.") % {"status": self.visit.get_status_display()}
+            )
+            return redirect(self.visit)
+        return super().get(request, *args, **kwargs)
+
+
+class VisitCompleteView(VisitActionView):
+    form_class = VisitCompleteForm
+    template_name = "participants/visit_complete.html"
+
+    def get_initial(self):
+        return {"visit_date": self.today}
+
+    def call_service(self, form):
+        visit_date = form.cleaned_data["visit_date"]
+        visit = visit_services.visit_complete(
+            actor=self.request.user, visit=self.visit, visit_date=visit_date
+        )
+        messages.success(self.request, _("Visit %(code)s completed.") % {"code": visit.code})
+        if not visit.window_opens <= visit_date <= visit.window_closes:
+            messages.warning(
+                self.request,
+                _(
+                    "The visit date %(date)s is outside the window %(opens)s to %(closes)s: "
+                    "record a protocol deviation (visit out of window)."
+                )
+                % {
+                    "date": visit_date.isoformat(),
+                    "opens": visit.window_opens.isoformat(),
+                    "closes": visit.window_closes.isoformat(),
+                },
+            )
+        return redirect(visit)
+
+
+class VisitMissView(VisitActionView):
+    form_class = VisitMissForm
+    template_name = "participants/visit_miss.html"
+
+    def call_service(self, form):
+        visit = visit_services.visit_miss(
+            actor=self.request.user, visit=self.visit, reason=form.cleaned_data["reason"]
+        )
+        messages.success(self.request, _("Visit %(code)s recorded as missed.") % {"code": visit.code})
+        return redirect(visit)
+
+
+class UnscheduledVisitCreateView(ParticipantScopedMixin, ServiceFormView):
+    permission_required = "participants.change_visit"
+    form_class = UnscheduledVisitForm
+    template_name = "participants/visit_unscheduled_form.html"
+
+    def get_initial(self):
+        return {"visit_date": self.today}
+
+    def call_service(self, form):
+        visit = visit_services.visit_add_unscheduled(
+            actor=self.request.user,
+            participant=self.participant,
+            visit_date=form.cleaned_data["visit_date"],
+            reason=form.cleaned_data["reason"],
+        )
+        messages.success(self.request, _("Unscheduled visit %(code)s added.") % {"code": visit.code})
+        return redirect(visit)
+
+
+urlpatterns = [
+    path("today/", TodayView.as_view(), name="today"),
+    path("participants/<int:pk>/timeline/", ParticipantTimelineView.as_view(), name="participant-timeline"),
+    path(
+        "participants/<int:pk>/visits/new/",
+        UnscheduledVisitCreateView.as_view(),
+        name="visit-add-unscheduled",
+    ),
+    path("visits/<int:pk>/", VisitDetailView.as_view(), name="visit-detail"),
+    path("visits/<int:pk>/complete/", VisitCompleteView.as_view(), name="visit-complete"),
+    path("visits/<int:pk>/miss/", VisitMissView.as_view(), name="visit-miss"),
+]
