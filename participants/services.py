@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -43,6 +44,23 @@ SCREENING_EDITABLE_FIELDS = (
     "screening_date",
 )
 PDF_MAGIC = b"%PDF-"
+logger = logging.getLogger(__name__)
+
+
+def _announce(task_name: str, *args: Any) -> None:
+    """Tell another app after commit, by task name: participants never imports pro_measures.
+
+    Best effort: the receiving app's hourly sweep does the same work, so an unreachable broker
+    delays it but never fails the user's request (the data is already committed)."""
+    from trial.celery import app
+
+    def send() -> None:
+        try:
+            app.send_task(task_name, args=list(args), retry=False)
+        except Exception:  # noqa: BLE001 - any broker failure; logged, the sweep catches up
+            logger.warning("Could not enqueue %s%r; the periodic sweep will do it.", task_name, args, exc_info=True)
+
+    transaction.on_commit(send)
 
 
 def _require(actor: User | None, permission: str) -> None:
@@ -341,6 +359,8 @@ def consent_withdraw(
             participant.end_reason = EndReason.WITHDREW_CONSENT
             participant.end_reason_detail = reason.strip()
             participant.save()
+        if participant and scope in ConsentWithdrawal.STOPS_CONTACT:
+            _announce("pro_measures.tasks.reminders_cancel_for_participant", participant.pk, "consent withdrawn")
     return withdrawal
 
 
@@ -400,6 +420,7 @@ def participant_enroll(
         screening.save(update_fields=["outcome"])
         # The visit schedule starts at enrolment: baseline planned from the enrolment date.
         visits_plan(participant=participant, baseline=enrolled_on)
+    _announce("pro_measures.tasks.invitations_plan_for_participant", participant.pk)
     return participant
 
 
@@ -445,4 +466,5 @@ def participant_end(
     locked.full_clean()
     with audit_context(reason=detail.strip() or locked.get_end_reason_display(), **actor_metadata(actor)):
         locked.save()
+    _announce("pro_measures.tasks.reminders_cancel_for_participant", locked.pk, "end of study")
     return locked

@@ -91,6 +91,11 @@ def protocol_is_consistent(app_configs=None, **kwargs):
 
     for problem in schedule_problems(PROTOCOL.schedule, PROTOCOL.unscheduled_visit):
         errors.append(checks.Error(f"Visit schedule: {problem}.", obj="trial.protocol", id="trial.E005"))
+    rules = PROTOCOL.reminders
+    if not (0 <= rules.send_hour_local <= 23 and 0 <= rules.coordinator_digest_hour_local <= 23):
+        errors.append(checks.Error("Reminder send hours must be 0-23.", id="trial.E008"))
+    if any(days <= 0 for days in rules.reminder_days_after_invitation):
+        errors.append(checks.Error("Reminders come at least a day after the invitation.", id="trial.E008"))
     dosing = PROTOCOL.dosing
     if dosing.default_concentration_mg_per_ml not in dosing.concentrations_mg_per_ml:
         errors.append(checks.Error("The default STS concentration is not an allowed one.", id="trial.E006"))

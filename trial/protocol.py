@@ -432,6 +432,29 @@ class DosingRules:
     are_demo_values: bool = True
 
 
+# --- Questionnaire invitations and reminders (DOMAIN.md s.5, s.7) ----------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderRules:
+    """When patients and coordinators are e-mailed. Every send happens at `send_hour_local` in
+    the recipient's time zone: no e-mails at 3 a.m. Changing these re-times reminders not yet sent."""
+
+    send_hour_local: int = 9
+    invitation_days_after_window_opens: int = 0
+    reminder_days_after_invitation: tuple[int, ...] = (3, 7)
+    last_call_days_before_window_closes: int = 1
+    visit_reminder_days_before: int = 2
+    coordinator_digest_hour_local: int = 8
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies this version of the rules on each reminder row (to re-time unsent ones)."""
+        import hashlib
+
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class ProtocolDefinition:
     code: str
@@ -442,6 +465,7 @@ class ProtocolDefinition:
     schedule: tuple[VisitDefinition, ...] = DEFAULT_SCHEDULE
     unscheduled_visit: VisitDefinition = UNSCHEDULED_VISIT
     dosing: DosingRules = field(default_factory=DosingRules)
+    reminders: ReminderRules = field(default_factory=ReminderRules)
 
     def visit(self, code: str) -> VisitDefinition:
         for visit in (*self.schedule, self.unscheduled_visit):

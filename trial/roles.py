@@ -48,6 +48,9 @@ _SCREENING_READ = frozenset(
         "lesions.view_lesion",
         "lesions.view_ultrasoundmeasurement",
         "lesions.view_injection",
+        "pro_measures.view_invitation",
+        "pro_measures.view_response",
+        "pro_measures.view_score",
     }
 )
 _SCREENING_WRITE = frozenset(
@@ -72,6 +75,8 @@ _SCREENING_WRITE = frozenset(
         "lesions.change_ultrasoundmeasurement",
         "lesions.add_injection",
         "lesions.change_injection",
+        "pro_measures.change_invitation",
+        "pro_measures.add_response",
     }
 )
 

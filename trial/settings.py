@@ -125,7 +125,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Every periodic schedule of the EDC is declared here, and only here.
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "reminders-tick": {"task": "pro_measures.tasks.reminders_tick", "schedule": 60.0},
+    "reminders-plan": {"task": "pro_measures.tasks.reminders_plan", "schedule": 3600.0},
+}
 
 # --- Authentication -----------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

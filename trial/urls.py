@@ -33,6 +33,7 @@ urlpatterns = [
     path("account/", include("trial.accounts.urls")),
     path("", include("participants.urls")),
     path("", include("lesions.urls")),
+    path("", include("pro_measures.urls")),
     path("admin/", admin.site.urls),
 ]
 
