@@ -307,7 +307,7 @@ def visit_lesions_save(
                     _(
                         "The total STS dose of this session would be %(total)s mg; the protocol allows at most %(cap)s mg."
                     )
-                    % {"total": total.normalize(), "cap": cap}
+                    % {"total": f"{total.normalize():f}", "cap": cap}
                 )
         if errors:
             # Nothing of the table is kept: the caller shows the messages with the user's input.
