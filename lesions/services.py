@@ -258,6 +258,13 @@ def visit_lesions_save(
                 if row.measurement is not None:
                     if Form.MEASUREMENTS not in definition_forms:
                         raise ValidationError(_("This visit does not take measurements."))
+                    if lesion.resolved_on and lesion.resolved_on < day and lesion.pk not in measurements:
+                        raise ValidationError(
+                            _("This lesion resolved on %(d)s: it is no longer measured.")
+                            % {"d": lesion.resolved_on}
+                        )
+                    if lesion.pk in measurements:
+                        _require(actor, "lesions.change_ultrasoundmeasurement", participant.site)
                     measurement, written = _write(
                         UltrasoundMeasurement,
                         existing=measurements.get(lesion.pk),
@@ -280,10 +287,24 @@ def visit_lesions_save(
                     values.setdefault(
                         "concentration_mg_per_ml", PROTOCOL.dosing.default_concentration_mg_per_ml
                     )
+                    existing = injections.get(lesion.pk)
+                    _require(
+                        actor,
+                        "lesions.change_injection" if existing else "lesions.add_injection",
+                        participant.site,
+                    )
                     _check_injection_limits(values)
-                    gate = pregnancy_gate(participant, day)
-                    if gate:
-                        raise ValidationError(gate)
+                    # The pregnancy gate guards giving STS: a new injection, or a larger dose
+                    # recorded for it. Correcting the pain score later is not a new injection.
+                    dose_changed = existing is None or any(
+                        Decimal(str(values[name])) != getattr(existing, name)
+                        for name in ("volume_ml", "concentration_mg_per_ml")
+                        if name in values
+                    )
+                    if dose_changed:
+                        gate = pregnancy_gate(participant, day)
+                        if gate:
+                            raise ValidationError(gate)
                     injection, _written = _write(
                         Injection,
                         existing=injections.get(lesion.pk),

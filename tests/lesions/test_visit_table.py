@@ -221,3 +221,62 @@ def test_a_lesion_of_another_participant_is_refused(lesions, baseline, coordinat
         visit_lesions_save(
             actor=coordinator, visit=baseline, rows=[LesionRow(stranger, measurement=measurement())]
         )
+
+
+def test_correcting_an_injections_pain_score_later_is_not_blocked_by_the_pregnancy_window(
+    lesions, baseline, coordinator, negative_test
+):
+    import time_machine
+
+    visit_lesions_save(actor=coordinator, visit=baseline, rows=[LesionRow(lesions[0], injection=injection())])
+    saved = Injection.objects.get()
+    later = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)  # the test is now 17 days old
+    with time_machine.travel(later, tick=False):
+        visit_lesions_save(
+            actor=coordinator,
+            visit=baseline,
+            reason="pain score misread",
+            rows=[
+                LesionRow(
+                    lesions[0], injection=injection(immediate_pain=5), injection_version=saved.row_version
+                )
+            ],
+        )
+        with pytest.raises(ValidationError, match="negative pregnancy test"):
+            visit_lesions_save(
+                actor=coordinator,
+                visit=baseline,
+                reason="more given",
+                rows=[
+                    LesionRow(
+                        lesions[0], injection=injection("1.50"), injection_version=saved.row_version + 1
+                    )
+                ],
+            )
+    assert Injection.objects.get().immediate_pain == 5
+
+
+def test_a_resolved_lesion_is_no_longer_measured(lesions, participant, coordinator):
+    from lesions.services import lesion_update
+
+    lesion_update(
+        actor=coordinator, lesion=lesions[1], data={"resolved_on": dt.date(2026, 10, 1)}, reason="healed"
+    )
+    with pytest.raises(ValidationError, match="no longer measured"):
+        visit_lesions_save(
+            actor=coordinator,
+            visit=participant.visits.get(code="W0"),
+            rows=[LesionRow(lesions[1], measurement=measurement())],
+        )
+
+
+def test_a_monitor_cannot_save_the_table(lesions, baseline, make_user, site_a):
+    from django.core.exceptions import PermissionDenied
+
+    from trial.roles import Role
+
+    monitor = make_user(role=Role.MONITOR, sites=[site_a])
+    with pytest.raises(PermissionDenied):
+        visit_lesions_save(
+            actor=monitor, visit=baseline, rows=[LesionRow(lesions[0], measurement=measurement())]
+        )
