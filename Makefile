@@ -16,7 +16,7 @@ run: venv assets env preflight migrate demo
 	PORT=$(PORT) .venv/bin/honcho start
 
 test: dev-deps assets preflight-test lint
-	$(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 	$(DEPLOY_ENV) $(PY) manage.py check --deploy --fail-level WARNING
 	.venv/bin/pytest
 
