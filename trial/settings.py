@@ -109,6 +109,16 @@ CACHES = {
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="sts-edc"),
     }
 }
+# Patients' questionnaire links (pro_measures.views): unknown links from one address are counted
+# in the cache; past half the limit each is answered DELAY late, at the limit the address gets
+# "too many attempts" until WINDOW after its first unknown link.
+QUESTIONNAIRE_BAD_TOKEN_LIMIT = env.int("QUESTIONNAIRE_BAD_TOKEN_LIMIT", default=10)
+QUESTIONNAIRE_BAD_TOKEN_WINDOW = timedelta(
+    minutes=env.int("QUESTIONNAIRE_BAD_TOKEN_WINDOW_MINUTES", default=10)
+)
+QUESTIONNAIRE_BAD_TOKEN_DELAY = timedelta(
+    milliseconds=env.int("QUESTIONNAIRE_BAD_TOKEN_DELAY_MS", default=1000)
+)
 
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
