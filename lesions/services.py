@@ -48,6 +48,10 @@ MEASUREMENT_FIELDS = (
     "operator",
     "device",
 )
+# Where the numbers came from (issue #6): set by lesions.dicom.services for caliper and
+# structured-report values; the visit table leaves them alone (or resets them, _with_provenance).
+PROVENANCE_FIELDS = ("source", "dicom_file", "frame_number", "caliper_points")
+DIMENSION_FIELDS = ("length_mm", "width_mm", "depth_mm")
 INJECTION_FIELDS = (
     "concentration_mg_per_ml",
     "volume_ml",
@@ -198,6 +202,16 @@ def _plausibility_warnings(lesion: Lesion, visit: Visit, measurement: Ultrasound
     return warnings
 
 
+def _with_provenance(values: dict[str, Any], existing: UltrasoundMeasurement | None) -> dict[str, Any]:
+    """A dimension typed over in the visit table is a manual value: the caliper points and
+    file no longer describe it, so they are dropped rather than left to mislead."""
+    if "source" in values or existing is None or existing.source == "manual":
+        return values
+    if any(name in values and values[name] != getattr(existing, name) for name in DIMENSION_FIELDS):
+        return {**values, "source": "manual", "dicom_file": None, "frame_number": None, "caliper_points": {}}
+    return values
+
+
 def _write(model, *, existing, version, values, fields, reason, actor, create_kwargs):
     """Create a row, or update it under optimistic locking (edits need a reason)."""
     if existing is None:
@@ -269,8 +283,8 @@ def visit_lesions_save(
                         UltrasoundMeasurement,
                         existing=measurements.get(lesion.pk),
                         version=row.measurement_version,
-                        values=row.measurement,
-                        fields=MEASUREMENT_FIELDS,
+                        values=_with_provenance(row.measurement, measurements.get(lesion.pk)),
+                        fields=MEASUREMENT_FIELDS + PROVENANCE_FIELDS,
                         reason=reason,
                         actor=actor,
                         create_kwargs={"lesion": lesion, "visit": visit},

@@ -48,6 +48,7 @@ _SCREENING_READ = frozenset(
         "lesions.view_lesion",
         "lesions.view_ultrasoundmeasurement",
         "lesions.view_injection",
+        "lesions.view_dicomfile",
         "pro_measures.view_invitation",
         "pro_measures.view_response",
         "pro_measures.view_score",
@@ -75,6 +76,7 @@ _SCREENING_WRITE = frozenset(
         "lesions.change_ultrasoundmeasurement",
         "lesions.add_injection",
         "lesions.change_injection",
+        "lesions.add_dicomfile",
         "pro_measures.change_invitation",
         "pro_measures.add_response",
     }

@@ -223,6 +223,12 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+# Ultrasound DICOM uploads (lesions.dicom): the per-file limit is enforced while the upload
+# streams in (lesions.dicom_views.DicomSizeLimitHandler), before the file is complete.
+DICOM_MAX_UPLOAD_MB = env.int("DICOM_MAX_UPLOAD_MB", default=50)
+# Keys the hash that replaces DICOM UIDs (PS3.15 Annex E); empty derives it from SECRET_KEY.
+# Keep it stable for the life of the study, or the same UID maps to a new one after a change.
+DICOM_UID_KEY = env.str("DICOM_UID_KEY", default="")
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"

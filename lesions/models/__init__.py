@@ -1,11 +1,13 @@
-"""Lesion registry, ultrasound measurements and STS injections (DICOM files follow in issue #6)."""
+"""Lesion registry, ultrasound measurements, STS injections and ultrasound DICOM files."""
 
+from lesions.models.dicom import DicomFile, DicomStatus
 from lesions.models.lesion import AnatomicalSite, Digit, Laterality, Lesion, Phalanx
 from lesions.models.ultrasound import (
     DepthNotMeasurableReason,
     DopplerSignal,
     ImmediateComplication,
     Injection,
+    MeasurementSource,
     NeedleGauge,
     UltrasoundMeasurement,
 )
@@ -13,12 +15,15 @@ from lesions.models.ultrasound import (
 __all__ = [
     "AnatomicalSite",
     "DepthNotMeasurableReason",
+    "DicomFile",
+    "DicomStatus",
     "Digit",
     "DopplerSignal",
     "ImmediateComplication",
     "Injection",
     "Laterality",
     "Lesion",
+    "MeasurementSource",
     "NeedleGauge",
     "Phalanx",
     "UltrasoundMeasurement",

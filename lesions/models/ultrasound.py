@@ -41,6 +41,12 @@ def _dimension(label):
     )
 
 
+class MeasurementSource(models.TextChoices):
+    MANUAL = "manual", _("Entered by hand")
+    CALIPER = "caliper", _("Calibrated caliper on the DICOM image")
+    STRUCTURED_REPORT = "sr", _("DICOM structured report")
+
+
 class MeasurementQuerySet(models.QuerySet):
     def visible_to(self, user):
         return self.filter(visit__participant__in=Participant.objects.visible_to(user))
@@ -87,6 +93,25 @@ class UltrasoundMeasurement(models.Model):
         db_persist=True,
         verbose_name=_("volume (mm³, pi/6 x L x W x D)"),
     )
+    # Provenance: where the numbers came from, so anyone can reproduce them (issue #6).
+    source = models.CharField(
+        _("source"), max_length=10, choices=MeasurementSource.choices, default=MeasurementSource.MANUAL
+    )
+    dicom_file = models.ForeignKey(
+        "lesions.DicomFile",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="measurements",
+        verbose_name=_("DICOM file measured"),
+    )
+    frame_number = models.PositiveIntegerField(_("frame measured (1 = first)"), null=True, blank=True)
+    caliper_points = models.JSONField(
+        _("caliper points (pixels)"),
+        default=dict,
+        blank=True,
+        help_text=_('Per dimension, two [x, y] pixel points: {"length": [[x1, y1], [x2, y2]], ...}.'),
+    )
     row_version = row_version_field()
 
     objects = MeasurementQuerySet.as_manager()
@@ -109,6 +134,16 @@ class UltrasoundMeasurement(models.Model):
                 )
                 | (models.Q(depth_mm__isnull=True) & ~models.Q(depth_not_measurable_reason="")),
                 name="depth_or_reason",
+            ),
+            # A caliper measurement names the file and frame its points were placed on.
+            models.CheckConstraint(
+                condition=~models.Q(source="caliper")
+                | models.Q(dicom_file__isnull=False, frame_number__isnull=False),
+                name="caliper_measurement_names_file_and_frame",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(source="sr") | models.Q(dicom_file__isnull=False),
+                name="sr_measurement_names_file",
             ),
         ]
 

@@ -1,0 +1,1 @@
+"""Ultrasound DICOM: reading, de-identification, previews and calibration (issue #6)."""
