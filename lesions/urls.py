@@ -1,4 +1,4 @@
-from lesions import views
+from lesions import dicom_views, views
 
 app_name = "lesions"
-urlpatterns = [*views.urlpatterns]
+urlpatterns = [*views.urlpatterns, *dicom_views.urlpatterns]
