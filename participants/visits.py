@@ -87,6 +87,11 @@ def visit_complete(*, actor: User | None, visit: Visit, visit_date: dt.date) -> 
         locked.save()
         if locked.definition_code == PROTOCOL.planned_visits[0].code:
             _replan_from_baseline(participant, visit_date)
+    # The visit report is the read side's (trial.reports): announced by task name after commit
+    # (best effort: its minute tick makes any report a broker outage missed).
+    from participants.services import _announce
+
+    _announce("reports.tasks.visit_report_generate", locked.pk)
     return locked
 
 

@@ -52,6 +52,8 @@ _SCREENING_READ = frozenset(
         "pro_measures.view_invitation",
         "pro_measures.view_response",
         "pro_measures.view_score",
+        "reports.view_visitreport",
+        "signatures.view_signature",
     }
 )
 _SCREENING_WRITE = frozenset(
@@ -79,6 +81,7 @@ _SCREENING_WRITE = frozenset(
         "lesions.add_dicomfile",
         "pro_measures.change_invitation",
         "pro_measures.add_response",
+        "reports.add_visitreport",
     }
 )
 
@@ -88,7 +91,12 @@ ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
     RoleDefinition(
         Role.INVESTIGATOR,
         frozenset(
-            {"trial.view_site", "participants.confirm_eligibility", "participants.manage_consent_documents"}
+            {
+                "trial.view_site",
+                "participants.confirm_eligibility",
+                "participants.manage_consent_documents",
+                "signatures.sign_visit",
+            }
         )
         | _SCREENING_READ
         | _SCREENING_WRITE,

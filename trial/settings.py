@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "participants",
     "lesions",
     "pro_measures",
+    # The read side's own models (ARCHITECTURE.md): after every domain app they read.
+    "trial.reports",
+    "trial.signatures",
 ]
 
 MIDDLEWARE = [
@@ -138,6 +141,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {
     "reminders-tick": {"task": "pro_measures.tasks.reminders_tick", "schedule": 60.0},
     "reminders-plan": {"task": "pro_measures.tasks.reminders_plan", "schedule": 3600.0},
+    # New report versions for changed visits; signatures of changed records voided.
+    "reports-refresh": {"task": "reports.tasks.reports_refresh", "schedule": 60.0},
 }
 
 # --- Authentication -----------------------------------------------------------------------
@@ -172,6 +177,12 @@ AXES_VERBOSE = False
 
 # Two-factor (django-otp): every staff role needs a confirmed TOTP device.
 OTP_TOTP_ISSUER = STUDY_NAME
+
+# E-signatures (trial.signatures): signing asks for the password again, and for a TOTP code when
+# the session last passed the second factor longer ago than this; signing locks for
+# AXES_COOLOFF_TIME after this many refused attempts.
+SIGNATURE_SECOND_FACTOR_MAX_AGE = timedelta(minutes=env.int("SIGNATURE_SECOND_FACTOR_MINUTES", default=15))
+SIGNATURE_FAILURE_LIMIT = env.int("SIGNATURE_FAILURE_LIMIT", default=5)
 
 # Sessions: idle timeout and an absolute limit, enforced by trial.accounts.sessions.
 SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("SESSION_IDLE_TIMEOUT_MINUTES", default=30))

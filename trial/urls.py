@@ -34,6 +34,8 @@ urlpatterns = [
     path("", include("participants.urls")),
     path("", include("lesions.urls")),
     path("", include("pro_measures.urls")),
+    path("", include("trial.reports.urls")),
+    path("", include("trial.signatures.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,4 @@
+from trial.signatures import views
+
+app_name = "signatures"
+urlpatterns = [*views.urlpatterns]
