@@ -55,6 +55,22 @@ def reports_refresh() -> dict[str, int]:
     voided = signatures_verify_changed()
     enqueued = 0
     for visit_id in services.visits_changed_since_report().values_list("pk", flat=True):
-        visit_report_generate.delay(visit_id, ReportTrigger.DATA_CHANGED)
+        visit_report_generate.delay(visit_id, str(ReportTrigger.DATA_CHANGED))
         enqueued += 1
     return {"voided": voided, "enqueued": enqueued}
+
+
+def report_enqueue_on_commit(visit_id: int, trigger: str, user_id: int | None = None) -> None:
+    """Ask for a report after the transaction commits. Best effort: if the broker is down the
+    minute tick (`reports_refresh`) makes the report anyway, so the user's action never fails."""
+    from django.db import transaction
+
+    def send() -> None:
+        try:
+            visit_report_generate.apply_async(args=[visit_id, str(trigger), user_id], retry=False)
+        except Exception:  # noqa: BLE001 - any broker failure; logged, the tick catches up
+            logger.warning(
+                "Could not enqueue the report of visit %s; the tick will make it.", visit_id, exc_info=True
+            )
+
+    transaction.on_commit(send)

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from participants.models import Visit, VisitStatus
 from trial.reports import services
 from trial.reports.models import ReportTrigger, VisitReport
-from trial.reports.tasks import visit_report_generate
+from trial.reports.tasks import report_enqueue_on_commit
 
 
 @require_POST
@@ -26,7 +26,7 @@ def report_generate_view(request: HttpRequest, pk: int):
     if visit.status != VisitStatus.COMPLETED:
         messages.error(request, _("A report is made once the visit is completed."))
     else:
-        visit_report_generate.delay_on_commit(visit.pk, ReportTrigger.ON_DEMAND, request.user.pk)
+        report_enqueue_on_commit(visit.pk, ReportTrigger.ON_DEMAND, request.user.pk)
         messages.success(request, _("The report is being generated; reload this page in a few seconds."))
     return redirect(reverse("signatures:visit-sign", args=[visit.pk]))
 

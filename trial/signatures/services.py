@@ -145,7 +145,7 @@ def visits_sign(
 @transaction.atomic
 def _sign(*, actor: User, visits: list[Visit], meaning: str, second_factor: bool) -> list[Signature]:
     from trial.reports.models import ReportTrigger
-    from trial.reports.tasks import visit_report_generate
+    from trial.reports.tasks import report_enqueue_on_commit
 
     signatures = []
     for visit in sorted(visits, key=lambda v: v.pk):  # lock in one order: no deadlock between signers
@@ -176,7 +176,7 @@ def _sign(*, actor: User, visits: list[Visit], meaning: str, second_factor: bool
             signature.save()
         signatures.append(signature)
         # The report's signature block shows it: a new version after commit.
-        visit_report_generate.delay_on_commit(locked.pk, ReportTrigger.DATA_CHANGED)
+        report_enqueue_on_commit(locked.pk, ReportTrigger.DATA_CHANGED)
     return signatures
 
 
