@@ -50,10 +50,9 @@ def sequence_depth(ds: Dataset, limit: int = MAX_SEQUENCE_DEPTH) -> int:
         deepest = max(deepest, depth)
         if deepest > limit:
             return deepest
-        for element in dataset.values():
-            value = getattr(element, "value", None)
-            if isinstance(value, Sequence):
-                stack.extend((item, depth + 1) for item in value)
+        for element in dataset:  # iterating converts raw elements, so sequences are parsed
+            if element.VR == "SQ" and isinstance(element.value, Sequence):
+                stack.extend((item, depth + 1) for item in element.value)
     return deepest
 
 
