@@ -1,21 +1,16 @@
-"""Visit pages: the coordinator's today list, a participant's timeline (visits, forms done or
-missing, change from baseline), the visit page that leads through its forms in order, and
-completing, missing or adding a visit.
+"""Visit pages: the coordinator's today list, the visit page that leads through its forms in order,
+and completing, missing or adding a visit. A participant's timeline combines every app, so it is
+on the read side (`trial.timeline`), which uses the helpers here.
 
 Views are thin: a form validates, one service in `participants.visits` writes, the view redirects.
 A role without the permission gets a 403; a record of another site is a 404 (`visible_to`).
 Dates people mean as dates are the site's local dates (`site_today`).
-
-The timeline reads the lesions app (measurement and injection rows, change from baseline): it is a
-read-side page that combines two apps, kept here because the participant's timeline is where a
-coordinator looks for it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cached_property
 
 from django.contrib import messages
@@ -29,13 +24,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import FormView, TemplateView
 
-from lesions.models import Injection, UltrasoundMeasurement
-from lesions.outcomes import Change, participant_outcome
 from participants import visits as visit_services
 from participants.models import (
     Participant,
     ParticipantStatus,
-    PregnancyTest,
     Visit,
     VisitState,
     VisitStatus,
@@ -175,22 +167,19 @@ class FormStatus:
 
 def with_form_data(visits: QuerySet[Visit]) -> QuerySet[Visit]:
     """Annotate each visit with the data its forms left: measurement, injection and pregnancy
-    test rows at that visit, and its AE review. One query, whatever the number of visits."""
+    test rows at that visit, and its AE review. One query, whatever the number of visits.
 
-    def count(model):
-        rows = (
-            model.objects.filter(visit=OuterRef("pk"))
-            .order_by()
-            .values("visit")
-            .annotate(n=Count("pk"))
-            .values("n")[:1]
-        )
+    The rows are counted through the visit's reverse relations by name (`measurements` and
+    `injections` are the lesions app's), so this app imports no app above it."""
+
+    def count(relation: str):
+        rows = Visit.objects.filter(pk=OuterRef("pk")).order_by().annotate(n=Count(relation)).values("n")[:1]
         return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
 
     return visits.select_related("ae_review").annotate(
-        n_measurements=count(UltrasoundMeasurement),
-        n_injections=count(Injection),
-        n_pregnancy_tests=count(PregnancyTest),
+        n_measurements=count("measurements"),
+        n_injections=count("injections"),
+        n_pregnancy_tests=count("pregnancy_tests"),
     )
 
 
@@ -288,96 +277,6 @@ class TodayView(PermissionRequiredMixin, TemplateView):
         ]
         return super().get_context_data(
             sections=sections, scope=site, scope_today=site_today(site) if site else None, **kwargs
-        )
-
-
-# --- Timeline ---------------------------------------------------------------------------------
-
-
-def signed(value: Decimal | None, suffix: str = "") -> str:
-    return "—" if value is None else f"{value:+.1f}{suffix}"
-
-
-def plain(value: Decimal | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
-@dataclass(frozen=True)
-class ChangeCells:
-    value: str
-    absolute: str
-    percent: str
-
-    @classmethod
-    def of(cls, change: Change, *, baseline: bool = False) -> ChangeCells:
-        if baseline:
-            word = _("baseline")
-            return cls(plain(change.value), word, word)
-        return cls(plain(change.value), signed(change.absolute), signed(change.percent, " %"))
-
-
-@dataclass(frozen=True)
-class OutcomeRow:
-    heading: str
-    visit_code: str
-    is_target: bool
-    diameter: ChangeCells
-    volume: ChangeCells
-
-
-@dataclass(frozen=True)
-class TimelineRow:
-    visit: Visit
-    badge: Badge
-    forms: list[FormStatus]
-
-
-class ParticipantTimelineView(ParticipantScopedMixin, TemplateView):
-    permission_required = "participants.view_visit"
-    template_name = "participants/timeline.html"
-
-    def get_context_data(self, **kwargs):
-        participant, today = self.participant, self.today
-        childbearing = childbearing_potential(participant)
-        visits = with_form_data(participant.visits.order_by("sequence"))
-        rows = [
-            TimelineRow(v, visit_badge(v, today), form_statuses(v, today=today, childbearing=childbearing))
-            for v in visits
-        ]
-        outcome = participant_outcome(participant.pk)
-        lesion_rows = [
-            OutcomeRow(
-                trajectory.label,
-                point.visit_code,
-                trajectory.is_target,
-                ChangeCells.of(point.longest_diameter, baseline=index == 0),
-                ChangeCells.of(point.volume, baseline=index == 0),
-            )
-            for trajectory in outcome.lesions
-            for index, point in enumerate(trajectory.points)
-        ]
-        total_rows = [
-            OutcomeRow(
-                point.visit_code,
-                point.visit_code,
-                True,
-                ChangeCells.of(point.sum_longest_diameter, baseline=index == 0),
-                ChangeCells.of(point.sum_volume, baseline=index == 0),
-            )
-            for index, point in enumerate(outcome.totals)
-        ]
-        user = self.request.user
-        return super().get_context_data(
-            rows=rows,
-            today=today,
-            childbearing=childbearing,
-            lesion_rows=lesion_rows,
-            total_rows=total_rows,
-            targets_flagged=any(t.is_target for t in outcome.lesions),
-            can_add_visit=user.has_perm("participants.change_visit")
-            and participant.status == ParticipantStatus.ON_STUDY,
-            can_view_adverse_events=user.has_perm("participants.view_adverseevent"),
-            **kwargs,
         )
 
 
@@ -545,7 +444,6 @@ class UnscheduledVisitCreateView(ParticipantScopedMixin, ServiceFormView):
 
 urlpatterns = [
     path("today/", TodayView.as_view(), name="today"),
-    path("participants/<int:pk>/timeline/", ParticipantTimelineView.as_view(), name="participant-timeline"),
     path(
         "participants/<int:pk>/visits/new/",
         UnscheduledVisitCreateView.as_view(),

@@ -51,6 +51,18 @@ class InvitationQuerySet(models.QuerySet):
         now = now or timezone.now()
         return self.filter(status__in=OPEN_STATUSES, opens_at__lte=now, valid_until__gte=now)
 
+    def in_state(self, state: str, *, now: dt.datetime) -> InvitationQuerySet:
+        """Invitations a person sees in `state` now (`Invitation.status_at`): an open one past its
+        window is expired, not sent or in progress."""
+        if state == InvitationStatus.EXPIRED:
+            return self.filter(
+                models.Q(status=InvitationStatus.EXPIRED)
+                | models.Q(status__in=OPEN_STATUSES, valid_until__lt=now)
+            )
+        if state in OPEN_STATUSES:
+            return self.filter(status=state, valid_until__gte=now)
+        return self.filter(status=state)
+
 
 @audited
 class Invitation(models.Model):

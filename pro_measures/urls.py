@@ -1,4 +1,4 @@
-from pro_measures import views
+from pro_measures import staff_views, views
 
 app_name = "pro_measures"
-urlpatterns = [*views.urlpatterns]
+urlpatterns = [*views.urlpatterns, *staff_views.urlpatterns]

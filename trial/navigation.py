@@ -31,6 +31,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Screening log"), "participants:screening-log", "participants.view_screening"),
     NavItem(_("Consent documents"), "participants:consent-document-list", "participants.view_consentdocument"),
     NavItem(_("Deviations"), "participants:deviation-list", "participants.view_protocoldeviation"),
+    NavItem(_("Questionnaires"), "pro_measures:invitation-overview", "pro_measures.view_invitation"),
     NavItem(_("Sites"), "site-list", "trial.view_site"),
     NavItem(_("Users and access"), "user-list", "trial.manage_users"),
     NavItem(_("Outbox"), "outbox", "trial.view_outbox"),

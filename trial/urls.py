@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from trial import health, outbox, staff, views
+from trial import health, outbox, staff, timeline, views
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
@@ -31,6 +31,7 @@ urlpatterns = [
         name="user-send-set-password",
     ),
     path("account/", include("trial.accounts.urls")),
+    *timeline.urlpatterns,
     path("", include("participants.urls")),
     path("", include("lesions.urls")),
     path("", include("pro_measures.urls")),
