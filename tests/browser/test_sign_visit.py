@@ -1,0 +1,110 @@
+"""In the browser: an investigator opens the queue of visits to sign, reviews a completed visit
+(its records, the report made by the worker task, hashes), signs it with the password again,
+downloads its PDF and reads the signature in it; then a coordinator's correction voids the
+signature and the visit is back in the queue. Every page passes axe (WCAG 2.x A/AA)."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import expect
+from pypdf import PdfReader
+
+from lesions import services as lesion_services
+from lesions.models import UltrasoundMeasurement
+from lesions.services import LesionRow
+from participants import visits
+from participants.visits import site_today
+from tests.browser.test_visit_pages import study  # noqa: F401 - shared fixture
+from tests.factories import DEFAULT_PASSWORD
+from tests.lesions.conftest import measurement
+from trial.reports.services import visit_report_generate
+from trial.signatures.models import Signature
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def completed_baseline(study):  # noqa: F811
+    participant, coordinator, investigator = study
+    baseline = participant.visits.get(code="W0")
+    lesion = lesion_services.lesion_add(
+        actor=coordinator,
+        participant=participant,
+        label="L1",
+        anatomical_site="elbow",
+        laterality="left",
+        first_seen_on=site_today(participant.site),
+    )
+    lesion_services.visit_lesions_save(
+        actor=coordinator,
+        visit=baseline,
+        rows=[LesionRow(lesion, measurement=measurement("14.0", "9.0", "4.0"))],
+    )
+    visits.visit_complete(actor=coordinator, visit=baseline, visit_date=site_today(participant.site))
+    # What the worker does on the completion's announcement (the task by name; see tests/reports).
+    visit_report_generate(visit_id=baseline.pk)
+    return baseline, lesion, coordinator, investigator
+
+
+def test_investigator_reviews_signs_and_downloads_the_pdf(
+    completed_baseline, signed_in_page, visit, checkpoint, celery_eager
+):
+    baseline, lesion, coordinator, investigator = completed_baseline
+    page = signed_in_page(investigator)
+
+    visit(reverse("signatures:queue"), "queue")
+    row = page.get_by_test_id("queue-row")
+    expect(row).to_contain_text("A1-001")
+    expect(row).to_contain_text("Not signed")
+    row.get_by_role("link", name=f"Review {baseline}").click()
+    checkpoint("review")
+    expect(page.get_by_role("cell", name="14.0 × 9.0 × 4.0")).to_be_visible()
+    expect(page.get_by_test_id("signature-status")).to_contain_text("Not signed yet")
+
+    page.get_by_label("Meaning of this signature").select_option("reviewed_approved")
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Sign", exact=True).click()
+    checkpoint("wrong-password")
+    expect(page.get_by_text("The password is not correct. Nothing was signed.")).to_be_visible()
+    assert not Signature.objects.exists()
+
+    page.get_by_label("Your password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign", exact=True).click()
+    checkpoint("signed")
+    signature = Signature.objects.get()
+    status = page.get_by_test_id("signature-status")
+    expect(status).to_contain_text("Ira Investigator")
+    expect(status).to_contain_text("Reviewed and approved")
+    expect(status).to_contain_text(signature.content_hash)
+
+    # The signing enqueued a new report version (eager here); it is listed after a reload.
+    page.reload()
+    checkpoint("report-v2")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download PDF v2").click()
+    pdf = download_info.value.path().read_bytes()
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+    assert "A1-001" in text and "14.0 × 9.0 × 4.0" in text
+    assert "Ira Investigator Reviewed and approved" in text
+
+    # A correction after signing voids the signature: the visit is back in the queue, marked.
+    row = UltrasoundMeasurement.objects.get(visit=baseline)
+    lesion_services.visit_lesions_save(
+        actor=coordinator,
+        visit=baseline,
+        rows=[
+            LesionRow(
+                lesion, measurement=measurement("13.0", "9.0", "4.0"), measurement_version=row.row_version
+            )
+        ],
+        reason="caliper misplaced",
+    )
+    visit(reverse("signatures:queue"), "queue-after-edit")
+    expect(page.get_by_test_id("queue-row")).to_contain_text("Signature void: data changed")
+    signature.refresh_from_db()
+    assert signature.status == "void"
+    assert Decimal(UltrasoundMeasurement.objects.get(visit=baseline).length_mm) == Decimal("13.0")
