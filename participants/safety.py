@@ -190,9 +190,10 @@ def serious_adverse_event_notify(*, adverse_event_id: int) -> int:
 def ae_review_record(*, actor: User, visit: Visit, new_events: bool, reason: str = "") -> AEReview:
     """Record the AE review of a visit; changing a saved answer needs a reason (21 CFR 11.10(e))."""
     _require(actor, "participants.add_aereview", visit.participant.site)
-    review, created = AEReview.objects.select_for_update().get_or_create(
-        visit=visit, defaults={"new_events": new_events, "reviewed_by": actor}
-    )
+    with audit_context(reason="adverse event review recorded", **actor_metadata(actor)):
+        review, created = AEReview.objects.select_for_update().get_or_create(
+            visit=visit, defaults={"new_events": new_events, "reviewed_by": actor}
+        )
     if not created and review.new_events != new_events:
         reason = reason_required(reason)
         with audit_context(reason=reason, **actor_metadata(actor)):

@@ -102,3 +102,37 @@ def protocol_is_consistent(app_configs=None, **kwargs):
     if dosing.max_volume_per_lesion_ml <= 0 or dosing.max_total_dose_per_session_mg <= 0:
         errors.append(checks.Error("Dose limits must be positive.", id="trial.E006"))
     return errors
+
+
+@checks.register()
+def navigation_items_resolve(app_configs=None, **kwargs):
+    """Every menu item points at a page that exists and a permission that exists: a mistyped name
+    would otherwise hide the item silently."""
+    from django.apps import apps
+    from django.contrib.auth.management import _get_all_permissions
+    from django.urls import NoReverseMatch, reverse
+
+    from trial.navigation import NAVIGATION
+
+    known = {
+        f"{model._meta.app_label}.{codename}"
+        for model in apps.get_models()
+        for codename, _name in _get_all_permissions(model._meta)
+    }
+    errors = []
+    for item in NAVIGATION:
+        try:
+            reverse(item.url_name)
+        except NoReverseMatch:
+            errors.append(
+                checks.Error(
+                    f"Menu item {item.label} points at unknown page {item.url_name}.", id="trial.E009"
+                )
+            )
+        if item.permission and item.permission not in known:
+            errors.append(
+                checks.Error(
+                    f"Menu item {item.label} needs unknown permission {item.permission}.", id="trial.E009"
+                )
+            )
+    return errors
