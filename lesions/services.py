@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
 from django.utils.translation import gettext as _
@@ -29,9 +29,10 @@ from participants.models import (
     VisitStatus,
 )
 from participants.visits import site_today
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import save_if_unchanged
-from trial.models import Site, User
+from trial.models import User
 from trial.protocol import PROTOCOL, Form
 
 # A change of more than this fraction since the last visit is implausible enough to double-check.
@@ -75,19 +76,12 @@ LESION_FIELDS = (
 )
 
 
-def _require(actor: User | None, permission: str, site: Site) -> None:
-    if actor is None:
-        return
-    if not actor.has_perm(permission) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
-        raise PermissionDenied
-
-
 # --- Lesions -------------------------------------------------------------------------------
 
 
 @transaction.atomic
 def lesion_add(*, actor: User | None, participant: Participant, **values: Any) -> Lesion:
-    _require(actor, "lesions.add_lesion", participant.site)
+    require_site_permission(actor, "lesions.add_lesion", participant.site)
     unknown = set(values) - set(LESION_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown lesion fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
@@ -101,7 +95,7 @@ def lesion_add(*, actor: User | None, participant: Participant, **values: Any) -
 @transaction.atomic
 def lesion_update(*, actor: User | None, lesion: Lesion, data: dict[str, Any], reason: str) -> Lesion:
     """Correct a lesion or record that it resolved (it stays in the registry with the date)."""
-    _require(actor, "lesions.change_lesion", lesion.participant.site)
+    require_site_permission(actor, "lesions.change_lesion", lesion.participant.site)
     reason = reason_required(reason)
     unknown = set(data) - set(LESION_FIELDS)
     if unknown:
@@ -243,7 +237,7 @@ def visit_lesions_save(
     participant = Participant.objects.select_related("site", "screening__eligibility").get(
         pk=visit.participant_id
     )
-    _require(actor, "lesions.add_ultrasoundmeasurement", participant.site)
+    require_site_permission(actor, "lesions.add_ultrasoundmeasurement", participant.site)
     # One writer per visit at a time: the session dose total is checked under this lock.
     visit = Visit.objects.select_for_update().get(pk=visit.pk)
     _check_visit_open(visit, participant)
@@ -278,7 +272,9 @@ def visit_lesions_save(
                             % {"d": lesion.resolved_on}
                         )
                     if lesion.pk in measurements:
-                        _require(actor, "lesions.change_ultrasoundmeasurement", participant.site)
+                        require_site_permission(
+                            actor, "lesions.change_ultrasoundmeasurement", participant.site
+                        )
                     measurement, written = _write(
                         UltrasoundMeasurement,
                         existing=measurements.get(lesion.pk),
@@ -302,7 +298,7 @@ def visit_lesions_save(
                         "concentration_mg_per_ml", PROTOCOL.dosing.default_concentration_mg_per_ml
                     )
                     existing = injections.get(lesion.pk)
-                    _require(
+                    require_site_permission(
                         actor,
                         "lesions.change_injection" if existing else "lesions.add_injection",
                         participant.site,

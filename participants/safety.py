@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
@@ -23,6 +23,7 @@ from participants.models import (
     Visit,
 )
 from participants.visits import site_today
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import save_if_unchanged
 from trial.models import Site, User
@@ -47,13 +48,6 @@ AE_FIELDS = (
 )
 
 
-def _require(actor: User | None, permission: str, site: Site) -> None:
-    if actor is None:
-        return
-    if not actor.has_perm(permission) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
-        raise PermissionDenied
-
-
 @transaction.atomic
 def pregnancy_test_record(
     *,
@@ -64,7 +58,7 @@ def pregnancy_test_record(
     result: str,
     visit: Visit | None = None,
 ) -> PregnancyTest:
-    _require(actor, "participants.add_pregnancytest", participant.site)
+    require_site_permission(actor, "participants.add_pregnancytest", participant.site)
     if test_date > site_today(participant.site):
         raise ValidationError({"test_date": _("The test date cannot be in the future.")})
     if visit is not None and visit.participant_id != participant.pk:
@@ -89,7 +83,7 @@ def _enqueue_sae_alert(event: AdverseEvent) -> None:
 def adverse_event_record(*, actor: User, participant: Participant, values: dict[str, Any]) -> AdverseEvent:
     """Record an adverse event. A serious one alerts the site's investigators by e-mail as soon as
     the record is committed (a Celery task, sent once)."""
-    _require(actor, "participants.add_adverseevent", participant.site)
+    require_site_permission(actor, "participants.add_adverseevent", participant.site)
     unknown = set(values) - set(AE_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
@@ -109,7 +103,7 @@ def adverse_event_update(
 ) -> AdverseEvent:
     """Follow-up of an adverse event (outcome, resolution, upgrade to serious): needs a reason and
     the version the user opened; becoming serious alerts the investigators."""
-    _require(actor, "participants.change_adverseevent", event.participant.site)
+    require_site_permission(actor, "participants.change_adverseevent", event.participant.site)
     reason = reason_required(reason)
     unknown = set(values) - set(AE_FIELDS)
     if unknown:
@@ -189,7 +183,7 @@ def serious_adverse_event_notify(*, adverse_event_id: int) -> int:
 @transaction.atomic
 def ae_review_record(*, actor: User, visit: Visit, new_events: bool, reason: str = "") -> AEReview:
     """Record the AE review of a visit; changing a saved answer needs a reason (21 CFR 11.10(e))."""
-    _require(actor, "participants.add_aereview", visit.participant.site)
+    require_site_permission(actor, "participants.add_aereview", visit.participant.site)
     with audit_context(reason="adverse event review recorded", **actor_metadata(actor)):
         review, created = AEReview.objects.select_for_update().get_or_create(
             visit=visit, defaults={"new_events": new_events, "reviewed_by": actor}
@@ -214,7 +208,7 @@ def deviation_record(
     corrective_action: str = "",
     participant: Participant | None = None,
 ) -> ProtocolDeviation:
-    _require(actor, "participants.add_protocoldeviation", site)
+    require_site_permission(actor, "participants.add_protocoldeviation", site)
     if participant is not None and participant.site_id != site.pk:
         raise ValidationError(_("That participant belongs to another site."))
     if occurred_on > site_today(site):

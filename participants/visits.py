@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.models import Site, User
 from trial.protocol import PROTOCOL
@@ -21,13 +22,6 @@ from trial.protocol import PROTOCOL
 def site_today(site: Site, *, now: dt.datetime | None = None) -> dt.date:
     """Today's date at the site (a visit 'today' in Tokyo may be yesterday in New York)."""
     return timezone.localtime(now or timezone.now(), site.zone).date()
-
-
-def _require(actor: User | None, permission: str, site: Site) -> None:
-    if actor is None:
-        return
-    if not actor.has_perm(permission) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
-        raise PermissionDenied
 
 
 def visits_plan(*, participant: Participant, baseline: dt.date) -> list[Visit]:
@@ -67,7 +61,7 @@ def _replan_from_baseline(participant: Participant, baseline: dt.date) -> None:
 def visit_complete(*, actor: User | None, visit: Visit, visit_date: dt.date) -> Visit:
     """Mark a visit done on a date. Completing the baseline re-plans the rest from its date."""
     participant = visit.participant
-    _require(actor, "participants.change_participant", participant.site)
+    require_site_permission(actor, "participants.change_participant", participant.site)
     locked = Visit.objects.select_for_update().get(pk=visit.pk)
     if locked.status != VisitStatus.PLANNED:
         raise ValidationError(
@@ -97,7 +91,7 @@ def visit_complete(*, actor: User | None, visit: Visit, visit_date: dt.date) -> 
 
 @transaction.atomic
 def visit_miss(*, actor: User | None, visit: Visit, reason: str) -> Visit:
-    _require(actor, "participants.change_participant", visit.participant.site)
+    require_site_permission(actor, "participants.change_participant", visit.participant.site)
     reason = reason_required(reason)
     locked = Visit.objects.select_for_update().get(pk=visit.pk)
     if locked.status != VisitStatus.PLANNED:
@@ -115,7 +109,7 @@ def visit_miss(*, actor: User | None, visit: Visit, reason: str) -> Visit:
 def visit_add_unscheduled(
     *, actor: User | None, participant: Participant, visit_date: dt.date, reason: str
 ) -> Visit:
-    _require(actor, "participants.change_participant", participant.site)
+    require_site_permission(actor, "participants.change_participant", participant.site)
     reason = reason_required(reason)
     if participant.status != ParticipantStatus.ON_STUDY:
         raise ValidationError(_("The participant is no longer on study."))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -31,19 +31,13 @@ from lesions.dicom.sandbox import run_sandbox
 from lesions.models import DicomFile, DicomStatus, Lesion, MeasurementSource, UltrasoundMeasurement
 from lesions.services import LesionRow, SaveResult, visit_lesions_save
 from participants.models import Visit
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context
-from trial.models import Site, User
+from trial.models import User
 from trial.protocol import Form
 
 QUARANTINE_DIR = "dicom/quarantine"
 DIMENSIONS = ("length", "width", "depth")
-
-
-def _require(actor: User | None, permission: str, site: Site) -> None:
-    if actor is None:
-        return
-    if not actor.has_perm(permission) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
-        raise PermissionDenied
 
 
 def uid_key() -> bytes:
@@ -65,7 +59,7 @@ def max_upload_bytes() -> int:
 def dicom_file_upload(*, actor: User | None, lesion: Lesion, visit: Visit, upload: File) -> DicomFile:
     """Keep the raw upload in quarantine and enqueue its processing once committed."""
     participant = visit.participant
-    _require(actor, "lesions.add_dicomfile", participant.site)
+    require_site_permission(actor, "lesions.add_dicomfile", participant.site)
     if lesion.participant_id != visit.participant_id:
         raise ValidationError(_("This lesion does not belong to the visit's participant."))
     if Form.MEASUREMENTS not in visit.definition.forms:

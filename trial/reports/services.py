@@ -9,7 +9,6 @@ import time
 import zoneinfo
 from decimal import Decimal
 
-from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import DateTimeField, Exists, Func, OuterRef, Q, Subquery
@@ -18,8 +17,9 @@ from django.utils import timezone
 
 from lesions.models import UltrasoundMeasurement
 from participants.models import Visit, VisitStatus
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, event_model_for
-from trial.models import Site, User
+from trial.models import User
 from trial.reports import charts
 from trial.reports.content import record_event_sources, sha256_of
 from trial.reports.data import report_data
@@ -36,13 +36,6 @@ class TransactionNow(Func):
 
     template = "NOW()"
     output_field = DateTimeField()
-
-
-def _require(actor: User | None, permission: str, site: Site) -> None:
-    if actor is None:
-        return
-    if not actor.has_perm(permission) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
-        raise PermissionDenied
 
 
 def signature_block(visit: Visit) -> list[dict[str, str]]:
@@ -106,7 +99,7 @@ def visit_report_generate(
     Renders inside the transaction that holds the visit's row lock, so two workers cannot both add
     version n+1 (the unique constraint would refuse the second anyway)."""
     visit = Visit.objects.select_for_update().select_related("participant__site").get(pk=visit_id)
-    _require(actor, "reports.add_visitreport", visit.participant.site)
+    require_site_permission(actor, "reports.add_visitreport", visit.participant.site)
     if visit.status != VisitStatus.COMPLETED:
         return None
     data, content_hash = current_report_data(visit)
@@ -171,7 +164,7 @@ def visits_changed_since_report(visits=None):
 
 
 def report_download_record(*, actor: User, report: VisitReport, remote_addr: str | None) -> ReportDownload:
-    _require(actor, "reports.view_visitreport", report.visit.participant.site)
+    require_site_permission(actor, "reports.view_visitreport", report.visit.participant.site)
     with audit_context(reason=f"report v{report.version} downloaded", **actor_metadata(actor)):
         return ReportDownload.objects.create(report=report, user=actor, remote_addr=remote_addr)
 
