@@ -54,6 +54,7 @@ _SCREENING_READ = frozenset(
         "pro_measures.view_score",
         "reports.view_visitreport",
         "signatures.view_signature",
+        "data_management.view_query",
     }
 )
 _SCREENING_WRITE = frozenset(
@@ -82,6 +83,7 @@ _SCREENING_WRITE = frozenset(
         "pro_measures.change_invitation",
         "pro_measures.add_response",
         "reports.add_visitreport",
+        "data_management.answer_query",
     }
 )
 
@@ -101,10 +103,19 @@ ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
         | _SCREENING_READ
         | _SCREENING_WRITE,
     ),
-    RoleDefinition(Role.MONITOR, frozenset({"trial.view_site"}) | _SCREENING_READ),
+    RoleDefinition(
+        Role.MONITOR, frozenset({"trial.view_site", "data_management.raise_query"}) | _SCREENING_READ
+    ),
     RoleDefinition(
         Role.DATA_MANAGER,
-        frozenset({"trial.view_site", "trial.view_all_sites", "participants.manage_consent_documents"})
+        frozenset(
+            {
+                "trial.view_site",
+                "trial.view_all_sites",
+                "participants.manage_consent_documents",
+                "data_management.raise_query",
+            }
+        )
         | _SCREENING_READ,
     ),
     RoleDefinition(

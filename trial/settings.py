@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     # The read side's own models (ARCHITECTURE.md): after every domain app they read.
     "trial.reports",
     "trial.signatures",
+    "trial.data_management",
 ]
 
 MIDDLEWARE = [
@@ -143,6 +144,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "reminders-plan": {"task": "pro_measures.tasks.reminders_plan", "schedule": 3600.0},
     # New report versions for changed visits; signatures of changed records voided.
     "reports-refresh": {"task": "reports.tasks.reports_refresh", "schedule": 60.0},
+    # Automatic data checks (out-of-window visits, implausible changes, missing measurements).
+    "auto-queries": {"task": "data_management.tasks.auto_queries_raise", "schedule": 3600.0},
 }
 
 # --- Authentication -----------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Queries (data clarification requests) on one field of one clinical record.
+
+A query names its record by content type and id (any audited clinical model) and, optionally, a
+field of it; it carries the participant and visit so lists filter and count without touching
+the record's own table. States: open -> answered -> closed, and closed or answered -> open again
+(re-opened). Every change is audited (`@audited`), so the history of a query is its event table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from participants.models import Participant, Visit
+from trial.audit import audited
+
+
+class QueryState(models.TextChoices):
+    OPEN = "open", _("Open")
+    ANSWERED = "answered", _("Answered")
+    CLOSED = "closed", _("Closed")
+
+
+class QueryQuerySet(models.QuerySet):
+    def visible_to(self, user) -> QueryQuerySet:
+        return self.filter(participant__in=Participant.objects.visible_to(user))
+
+    def unresolved(self) -> QueryQuerySet:
+        """Open or answered: still waiting for someone."""
+        return self.exclude(state=QueryState.CLOSED)
+
+    def for_lists(self) -> QueryQuerySet:
+        return self.select_related("participant__site", "visit", "content_type", "assignee", "raised_by")
+
+
+@audited
+class Query(models.Model):
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="queries", verbose_name=_("participant")
+    )
+    visit = models.ForeignKey(
+        Visit,
+        on_delete=models.PROTECT,
+        related_name="queries",
+        null=True,
+        blank=True,
+        verbose_name=_("visit"),
+    )
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("form")
+    )
+    object_id = models.PositiveBigIntegerField(_("record id"))
+    field_name = models.CharField(
+        _("field"), max_length=100, blank=True, help_text=_("Blank: the query is about the whole record.")
+    )
+    text = models.TextField(_("query"))
+    suggested_value = models.CharField(_("suggested value"), max_length=200, blank=True)
+    state = models.CharField(_("state"), max_length=8, choices=QueryState.choices, default=QueryState.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("assigned to"),
+    )
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("raised by"),
+        help_text=_("Blank: raised by an automatic check."),
+    )
+    raised_at = models.DateTimeField(_("raised at"))
+    answer = models.TextField(_("answer"), blank=True)
+    data_corrected = models.BooleanField(_("data corrected"), default=False)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("answered by"),
+    )
+    answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    reopen_count = models.PositiveSmallIntegerField(_("times re-opened"), default=0)
+    check_key = models.CharField(
+        _("automatic check"),
+        max_length=100,
+        blank=True,
+        help_text=_("Which automatic check raised the query and about what; blank for a person's query."),
+    )
+
+    objects = QueryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-raised_at", "-pk"]
+        verbose_name = _("query")
+        verbose_name_plural = _("queries")
+        permissions = [
+            ("raise_query", _("Can raise, close and re-open queries")),
+            ("answer_query", _("Can answer queries")),
+        ]
+        constraints = [
+            # An automatic check raises a thing once; the database refuses a second copy even
+            # when two runs overlap.
+            models.UniqueConstraint(
+                fields=["check_key"], condition=~models.Q(check_key=""), name="one_query_per_automatic_check"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="answered") | models.Q(answered_at__isnull=False),
+                name="answered_query_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="closed") | models.Q(closed_at__isnull=False),
+                name="closed_query_has_time",
+            ),
+            models.CheckConstraint(condition=~models.Q(text=""), name="query_has_text"),
+        ]
+        indexes = [models.Index(fields=["content_type", "object_id"]), models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"Q-{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("data_management:query-detail", args=[self.pk])
+
+    def age_days(self, *, on: dt.date) -> int:
+        """Whole days since the query was raised, counted to `on` (the site's today)."""
+        return (on - self.raised_at.date()).days
+
+    @property
+    def record(self) -> models.Model | None:
+        return self.content_type.get_object_for_this_type(pk=self.object_id)
+
+    @property
+    def form_label(self) -> str:
+        return str(self.content_type.model_class()._meta.verbose_name)
+
+    @property
+    def field_label(self) -> str:
+        if not self.field_name:
+            return ""
+        return str(self.content_type.model_class()._meta.get_field(self.field_name).verbose_name)

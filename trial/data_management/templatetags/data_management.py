@@ -1,0 +1,36 @@
+"""`{% query_badge record %}`: the open-query badge (and, for monitors, a raise link) that any
+record page adds with one line. One COUNT query per badge."""
+
+from __future__ import annotations
+
+from django import template
+from django.contrib.contenttypes.models import ContentType
+from django.urls import reverse
+
+from participants.models import Visit
+from trial.data_management.models import Query
+
+register = template.Library()
+
+
+@register.inclusion_tag("data_management/query_badge.html", takes_context=True)
+def query_badge(context, record):
+    user = context["request"].user
+    queries = Query.objects.unresolved()
+    if isinstance(record, Visit):
+        # A visit's badge counts the queries on all its records.
+        queries = queries.filter(visit=record)
+        list_url = reverse("data_management:query-list") + f"?participant={record.participant_id}"
+    else:
+        queries = queries.filter(
+            content_type=ContentType.objects.get_for_model(type(record)), object_id=record.pk
+        )
+        list_url = reverse("data_management:query-list")
+    label = f"{record._meta.app_label}.{record._meta.model_name}"
+    return {
+        "open_count": queries.count(),
+        "list_url": list_url,
+        "raise_url": reverse("data_management:query-raise", args=[label, record.pk])
+        if user.has_perm("data_management.raise_query")
+        else "",
+    }

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from trial.data_management import views
+
+app_name = "data_management"
+urlpatterns = [
+    path("queries/", views.QueryListView.as_view(), name="query-list"),
+    path("queries/<int:pk>/", views.QueryDetailView.as_view(), name="query-detail"),
+    path(
+        "queries/new/<str:model_label>/<int:object_id>/",
+        views.QueryRaiseView.as_view(),
+        name="query-raise",
+    ),
+]

@@ -1,0 +1,210 @@
+"""Query pages: the list (per site, per participant, by state), one query with its answer,
+close and re-open forms, and the raise form for one record."""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.views.generic import FormView, TemplateView
+
+from participants.models import Participant
+from participants.visits import site_today
+from trial.data_management import services
+from trial.data_management.forms import QueryAnswerForm, QueryFilterForm, QueryRaiseForm, QueryReopenForm
+from trial.data_management.models import Query, QueryState
+
+
+def _form_error(form, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+class QueryListView(PermissionRequiredMixin, TemplateView):
+    """Queries of the sites the user may see (the current site's when one is chosen), or of one
+    participant (`?participant=`), filtered by state. Four queries however many rows."""
+
+    permission_required = "data_management.view_query"
+    template_name = "data_management/query_list.html"
+
+    def get_context_data(self, **kwargs):
+        form = QueryFilterForm(self.request.GET or None)
+        state, participant_id = "", None
+        if form.is_valid():
+            state, participant_id = form.cleaned_data["state"], form.cleaned_data["participant"]
+        queries = Query.objects.visible_to(self.request.user).for_lists()
+        participant = None
+        if participant_id:
+            participant = get_object_or_404(
+                Participant.objects.visible_to(self.request.user), pk=participant_id
+            )
+            queries = queries.filter(participant=participant)
+        elif getattr(self.request, "site", None) is not None:
+            queries = queries.filter(participant__site=self.request.site)
+        if state == "":
+            queries = queries.unresolved()
+        elif state != "all":
+            queries = queries.filter(state=state)
+        rows = list(queries)
+        todays: dict[int, object] = {}
+        for query in rows:
+            site = query.participant.site
+            if site.pk not in todays:
+                todays[site.pk] = site_today(site)
+            query.age = query.age_days(on=todays[site.pk])
+        return super().get_context_data(
+            form=form, queries=rows, participant=participant, state=state, **kwargs
+        )
+
+
+class QueryDetailView(PermissionRequiredMixin, TemplateView):
+    permission_required = "data_management.view_query"
+    template_name = "data_management/query_detail.html"
+
+    @cached_property
+    def query(self) -> Query:
+        return get_object_or_404(
+            Query.objects.visible_to(self.request.user).for_lists(), pk=self.kwargs["pk"]
+        )
+
+    def can_answer(self) -> bool:
+        return (
+            self.request.user.has_perm("data_management.answer_query") and self.query.state == QueryState.OPEN
+        )
+
+    def can_close(self) -> bool:
+        return (
+            self.request.user.has_perm("data_management.raise_query")
+            and self.query.state != QueryState.CLOSED
+        )
+
+    def can_reopen(self) -> bool:
+        return (
+            self.request.user.has_perm("data_management.raise_query") and self.query.state != QueryState.OPEN
+        )
+
+    def get_context_data(self, **kwargs):
+        query = self.query
+        record = query.record
+        kwargs.setdefault("answer_form", QueryAnswerForm() if self.can_answer() else None)
+        kwargs.setdefault("reopen_form", QueryReopenForm() if self.can_reopen() else None)
+        return super().get_context_data(
+            query=query,
+            record=record,
+            record_url=record.get_absolute_url() if hasattr(record, "get_absolute_url") else "",
+            current_value=getattr(record, query.field_name, None) if query.field_name else None,
+            age=query.age_days(on=site_today(query.participant.site)),
+            can_close=self.can_close(),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        action = request.POST.get("action")
+        try:
+            if action == "answer":
+                if not self.can_answer():
+                    raise PermissionDenied
+                form = QueryAnswerForm(request.POST)
+                if not form.is_valid():
+                    return self.render_to_response(self.get_context_data(answer_form=form))
+                services.query_answer(actor=request.user, query=self.query, **form.cleaned_data)
+                messages.success(request, _("Answer sent."))
+            elif action == "close":
+                if not self.can_close():
+                    raise PermissionDenied
+                services.query_close(actor=request.user, query=self.query)
+                messages.success(request, _("Query closed."))
+            elif action == "reopen":
+                if not self.can_reopen():
+                    raise PermissionDenied
+                form = QueryReopenForm(request.POST)
+                if not form.is_valid():
+                    return self.render_to_response(self.get_context_data(reopen_form=form))
+                services.query_reopen(actor=request.user, query=self.query, text=form.cleaned_data["text"])
+                messages.success(request, _("Query re-opened."))
+            else:
+                raise PermissionDenied
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect(self.query.get_absolute_url())
+
+
+class QueryRaiseView(PermissionRequiredMixin, FormView):
+    """Raise a query on one record: `/queries/new/<app_label.model>/<id>/`."""
+
+    permission_required = "data_management.raise_query"
+    template_name = "data_management/query_raise.html"
+    form_class = QueryRaiseForm
+
+    @cached_property
+    def model(self):
+        try:
+            model = apps.get_model(self.kwargs["model_label"])
+        except (LookupError, ValueError):
+            raise Http404 from None
+        if model not in services.queryable_models():
+            raise Http404
+        return model
+
+    @cached_property
+    def record(self):
+        return get_object_or_404(
+            self.model.objects.visible_to(self.request.user), pk=self.kwargs["object_id"]
+        )
+
+    @cached_property
+    def participant(self) -> Participant:
+        return services.record_participant_and_visit(self.record)[0]
+
+    def get_form_kwargs(self):
+        hidden = frozenset(getattr(self.model, "IDENTIFYING_FIELDS", ()))
+        field_choices = [
+            (f.name, str(f.verbose_name).capitalize())
+            for f in self.model._meta.concrete_fields
+            if not f.primary_key and f.editable and f.name not in hidden and not f.is_relation
+        ]
+        return {
+            **super().get_form_kwargs(),
+            "field_choices": field_choices,
+            "assignees": services.coordinators_of(self.participant.site).order_by("email"),
+            "initial": {"field_name": self.request.GET.get("field", "")},
+        }
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            record=self.record,
+            form_label=self.model._meta.verbose_name,
+            participant=self.participant,
+            open_queries=list(
+                Query.objects.filter(
+                    content_type__app_label=self.model._meta.app_label,
+                    content_type__model=self.model._meta.model_name,
+                    object_id=self.record.pk,
+                ).unresolved()
+            ),
+            **kwargs,
+        )
+
+    def form_valid(self, form):
+        try:
+            query = services.query_raise(
+                actor=self.request.user,
+                record=self.record,
+                field_name=form.cleaned_data["field_name"],
+                text=form.cleaned_data["text"],
+                suggested_value=form.cleaned_data["suggested_value"],
+                assignee=form.cleaned_data["assignee"],
+            )
+        except ValidationError as exc:
+            _form_error(form, exc)
+            return self.form_invalid(form)
+        messages.success(self.request, _("Query %(query)s raised.") % {"query": query})
+        return redirect(query.get_absolute_url())
