@@ -73,6 +73,13 @@ def participant_outcome(participant_id: int) -> ParticipantOutcome:
         .select_related("lesion", "visit")
         .order_by("lesion__label", "visit__sequence")
     )
+    return outcome_from_measurements(rows)
+
+
+def outcome_from_measurements(rows: list[UltrasoundMeasurement]) -> ParticipantOutcome:
+    """Change from baseline from one participant's measurements, ordered by lesion label then
+    visit sequence, with `lesion` and `visit` loaded. No queries (the dashboard loads every
+    participant's measurements at once and calls this per participant)."""
     by_lesion: dict[int, list[UltrasoundMeasurement]] = defaultdict(list)
     for row in rows:
         by_lesion[row.lesion_id].append(row)

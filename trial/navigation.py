@@ -25,6 +25,7 @@ class NavItem:
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Home"), "home"),
     NavItem(_("Today"), "participants:today", "participants.view_visit"),
+    NavItem(_("Dashboard"), "dashboard", "participants.view_participant"),
     NavItem(_("Screening"), "participants:screening-list", "participants.view_screening"),
     NavItem(_("Participants"), "participants:participant-list", "participants.view_participant"),
     NavItem(_("Eligibility to confirm"), "participants:confirmation-queue", "participants.confirm_eligibility"),

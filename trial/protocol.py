@@ -466,6 +466,7 @@ class ProtocolDefinition:
     unscheduled_visit: VisitDefinition = UNSCHEDULED_VISIT
     dosing: DosingRules = field(default_factory=DosingRules)
     reminders: ReminderRules = field(default_factory=ReminderRules)
+    enrolment_target: int = 30  # DEMO VALUE: participants to enrol over all sites (dashboard funnel)
 
     def visit(self, code: str) -> VisitDefinition:
         for visit in (*self.schedule, self.unscheduled_visit):

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from trial import health, outbox, staff, timeline, views
+from trial import dashboard_views, health, outbox, staff, timeline, views
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("healthz/web", health.healthz_web, name="healthz-web"),
+    path("dashboard/", dashboard_views.DashboardView.as_view(), name="dashboard"),
     path("site/select/", views.site_select, name="site-select"),
     path("sites/", views.SiteListView.as_view(), name="site-list"),
     path("sites/<int:pk>/", views.SiteDetailView.as_view(), name="site-detail"),

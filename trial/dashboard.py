@@ -1,0 +1,470 @@
+"""The investigator dashboard's numbers, gathered set-based: one query per section whatever the
+number of participants (enrolment, visits, measurements, scores, adverse events).
+
+Everything here reads what `user` may see, narrowed to one site when `site` is given. Participants
+appear by study id only: the dashboard shows no identifying data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pygal
+from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from lesions.models import UltrasoundMeasurement
+from lesions.outcomes import ParticipantOutcome, outcome_from_measurements
+from participants.models import (
+    AdverseEvent,
+    ConsentRecord,
+    EligibilityStatus,
+    ParticipantStatus,
+    Relatedness,
+    Screening,
+    Visit,
+    VisitState,
+    VisitStatus,
+)
+from participants.visits import site_today
+from pro_measures.models import Score
+from trial.protocol import PROTOCOL, Form
+from trial.reports.charts import STYLE, Series, lesion_trend_svg
+
+# The scores the dashboard follows (DOMAIN.md s.5): pain, disability (HAQ-DI), hand function.
+DASHBOARD_SCORES = (
+    ("pain_nrs", gettext_lazy("Calcinosis pain NRS (0-10)")),
+    ("haq_di", gettext_lazy("HAQ-DI (0-3)")),
+    ("cochin", gettext_lazy("Cochin Hand Function Scale (0-90)")),
+)
+# A possible, probable or definite relation counts as related (CTCAE reporting convention).
+RELATED = frozenset({Relatedness.POSSIBLE, Relatedness.PROBABLE, Relatedness.DEFINITE})
+
+
+# --- Enrolment funnel -------------------------------------------------------------------------------
+
+
+@dataclass
+class Funnel:
+    label: str
+    screened: int = 0
+    eligible: int = 0
+    consented: int = 0
+    enrolled: int = 0
+    completed: int = 0
+    withdrawn: int = 0
+
+    @property
+    def stages(self) -> list[tuple[str, int]]:
+        return [
+            (_("Screened"), self.screened),
+            (_("Eligible"), self.eligible),
+            (_("Consented"), self.consented),
+            (_("Enrolled"), self.enrolled),
+            (_("Completed"), self.completed),
+            (_("Withdrawn"), self.withdrawn),
+        ]
+
+
+def enrolment_funnel(screenings) -> tuple[Funnel, list[Funnel]]:
+    """The funnel over all the screenings given, and one per site. One query."""
+    rows = (
+        screenings.annotate(has_consent=Exists(ConsentRecord.objects.filter(screening_id=OuterRef("pk"))))
+        .values_list("site__code", "eligibility__status", "has_consent", "participant__status")
+        .order_by()
+    )
+    total = Funnel(_("All sites shown"))
+    per_site: dict[str, Funnel] = {}
+    for site_code, eligibility, has_consent, participant_status in rows:
+        site = per_site.setdefault(site_code, Funnel(site_code))
+        for funnel in (total, site):
+            funnel.screened += 1
+            funnel.eligible += eligibility == EligibilityStatus.ELIGIBLE
+            funnel.consented += bool(has_consent)
+            funnel.enrolled += participant_status is not None
+            funnel.completed += participant_status == ParticipantStatus.COMPLETED
+            funnel.withdrawn += participant_status == ParticipantStatus.WITHDRAWN
+    return total, [per_site[code] for code in sorted(per_site)]
+
+
+# --- Visit compliance -------------------------------------------------------------------------------
+
+
+@dataclass
+class Compliance:
+    label: str
+    in_window: int = 0
+    late: int = 0
+    missed: int = 0
+    overdue: int = 0
+
+    @property
+    def due(self) -> int:
+        return self.in_window + self.late + self.missed + self.overdue
+
+    @property
+    def in_window_percent(self) -> Decimal | None:
+        if not self.due:
+            return None
+        return (Decimal(self.in_window) * 100 / self.due).quantize(Decimal("0.1"))
+
+
+@dataclass(frozen=True)
+class OverdueVisit:
+    study_id: str
+    participant_id: int
+    site_code: str
+    visit_code: str
+    visit_name: str
+    window_closes: dt.date
+    days_overdue: int
+    visit_id: int
+
+
+def visit_compliance(visits: list[Visit]) -> tuple[Compliance, list[Compliance], list[OverdueVisit]]:
+    """Completed in window, completed late (after the window closed), missed, and overdue
+    (planned, window closed, not done, participant still on study) on each site's today.
+    Scheduled visits only; `visits` come with participant and site loaded."""
+    total = Compliance(_("All sites shown"))
+    per_site: dict[str, Compliance] = {}
+    overdue: list[OverdueVisit] = []
+    today_by_site: dict[int, dt.date] = {}
+    for visit in visits:
+        site = visit.participant.site
+        today = today_by_site.setdefault(site.pk, site_today(site))
+        counters = (total, per_site.setdefault(site.code, Compliance(site.code)))
+        state = visit.state_on(today)
+        if state == VisitState.COMPLETED:
+            attribute = "late" if visit.visit_date > visit.window_closes else "in_window"
+        elif state == VisitState.MISSED:
+            attribute = "missed"
+        elif state == VisitState.OVERDUE:
+            if visit.participant.status != ParticipantStatus.ON_STUDY:
+                continue  # a withdrawn or completed participant's remaining visits are not owed
+            attribute = "overdue"
+            overdue.append(
+                OverdueVisit(
+                    visit.participant.study_id,
+                    visit.participant_id,
+                    site.code,
+                    visit.code,
+                    visit.name,
+                    visit.window_closes,
+                    (today - visit.window_closes).days,
+                    visit.pk,
+                )
+            )
+        else:
+            continue
+        for counter in counters:
+            setattr(counter, attribute, getattr(counter, attribute) + 1)
+    overdue.sort(key=lambda row: (-row.days_overdue, row.study_id, row.visit_code))
+    return total, [per_site[code] for code in sorted(per_site)], overdue
+
+
+# --- Primary outcome --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParticipantChange:
+    study_id: str
+    last_visit: str
+    diameter_percent: Decimal | None
+    volume_percent: Decimal | None
+    best_diameter_percent: Decimal | None
+    diameter_by_visit: dict[str, Decimal | None]
+
+
+@dataclass(frozen=True)
+class PooledChange:
+    visit_code: str
+    n: int
+    median_diameter_percent: Decimal | None
+    median_volume_percent: Decimal | None
+
+
+def median(values: list[Decimal]) -> Decimal | None:
+    if not values:
+        return None
+    return Decimal(statistics.median(values)).quantize(Decimal("0.1"))
+
+
+def primary_outcome(
+    measurements: list[UltrasoundMeasurement],
+) -> tuple[list[ParticipantChange], list[PooledChange]]:
+    """Per participant: % change from baseline in the sum of longest diameters and of volumes at
+    the last visit with a complete sum, and the best (lowest) % change in diameter after baseline.
+    Pooled per visit: median % change and n. Same rule as `lesions.outcomes` (no queries here)."""
+    by_participant: dict[int, list[UltrasoundMeasurement]] = defaultdict(list)
+    for row in measurements:
+        by_participant[row.lesion.participant_id].append(row)
+    per_participant = []
+    pooled: dict[str, tuple[list[Decimal], list[Decimal]]] = {}
+    for rows in by_participant.values():
+        rows.sort(key=lambda m: (m.lesion.label, m.visit.sequence))
+        outcome: ParticipantOutcome = outcome_from_measurements(rows)
+        follow_up = [p for p in outcome.totals[1:] if p.sum_longest_diameter.percent is not None]
+        if not outcome.totals:
+            continue
+        for point in outcome.totals[1:]:
+            diameters, volumes = pooled.setdefault(point.visit_code, ([], []))
+            if point.sum_longest_diameter.percent is not None:
+                diameters.append(point.sum_longest_diameter.percent)
+            if point.sum_volume.percent is not None:
+                volumes.append(point.sum_volume.percent)
+        last = follow_up[-1] if follow_up else None
+        per_participant.append(
+            ParticipantChange(
+                study_id=rows[0].lesion.participant.study_id,
+                last_visit=last.visit_code if last else outcome.totals[0].visit_code,
+                diameter_percent=last.sum_longest_diameter.percent if last else None,
+                volume_percent=last.sum_volume.percent if last else None,
+                best_diameter_percent=min((p.sum_longest_diameter.percent for p in follow_up), default=None),
+                diameter_by_visit={
+                    p.visit_code: p.sum_longest_diameter.percent
+                    if p.sum_longest_diameter.value is not None
+                    else None
+                    for p in outcome.totals
+                },
+            )
+        )
+    per_participant.sort(key=lambda row: row.study_id)
+    order = [v.code for v in PROTOCOL.planned_visits]
+    pooled_rows = [
+        PooledChange(code, len(pooled[code][0]), median(pooled[code][0]), median(pooled[code][1]))
+        for code in sorted(pooled, key=lambda c: order.index(c) if c in order else len(order))
+    ]
+    return per_participant, pooled_rows
+
+
+# --- PRO scores -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    visit_code: str
+    n: int
+    median_value: Decimal | None
+    median_change: Decimal | None
+
+
+@dataclass(frozen=True)
+class ScoreTrajectory:
+    name: str
+    label: str
+    points: list[ScorePoint]
+
+
+def score_trajectories(scores) -> list[ScoreTrajectory]:
+    """Per score and visit: median value and median change from the participant's baseline score
+    (the first visit with that score). One query."""
+    rows = scores.filter(
+        name__in=[name for name, _label in DASHBOARD_SCORES], value__isnull=False
+    ).values_list(
+        "name",
+        "response__invitation__participant_id",
+        "response__invitation__visit__code",
+        "response__invitation__visit__sequence",
+        "value",
+    )
+    by_participant: dict[tuple[str, int], list[tuple[int, str, Decimal]]] = defaultdict(list)
+    for name, participant_id, code, sequence, value in rows:
+        by_participant[(name, participant_id)].append((sequence, code, value))
+    values: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
+    changes: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
+    sequence_of: dict[str, int] = {}
+    for (name, _participant), points in by_participant.items():
+        points.sort()
+        baseline = points[0][2]
+        for sequence, code, value in points:
+            sequence_of[code] = sequence
+            values[name][code].append(value)
+            changes[name][code].append(value - baseline)
+    trajectories = []
+    for name, label in DASHBOARD_SCORES:
+        codes = sorted(values[name], key=sequence_of.__getitem__)
+        trajectories.append(
+            ScoreTrajectory(
+                name,
+                str(label),
+                [
+                    ScorePoint(
+                        code, len(values[name][code]), median(values[name][code]), median(changes[name][code])
+                    )
+                    for code in codes
+                ],
+            )
+        )
+    return trajectories
+
+
+# --- Adverse events ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AdverseEventSummary:
+    total: int = 0
+    by_grade: dict[int, int] = field(default_factory=lambda: dict.fromkeys(range(1, 6), 0))
+    serious: int = 0
+    related: int = 0
+    participants: int = 0
+
+
+def adverse_event_summary(events) -> AdverseEventSummary:
+    summary = AdverseEventSummary()
+    people = set()
+    for participant_id, grade, serious, related in events.values_list(
+        "participant_id", "grade", "serious", "related_to_sts"
+    ):
+        summary.total += 1
+        summary.by_grade[grade] += 1
+        summary.serious += serious
+        summary.related += related in RELATED
+        people.add(participant_id)
+    summary.participants = len(people)
+    return summary
+
+
+# --- Data completeness ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completeness:
+    form: str
+    expected: int
+    entered: int
+
+    @property
+    def missing(self) -> int:
+        return self.expected - self.entered
+
+
+def measurement_completeness(visits: list[Visit], measured_visit_ids: set[int]) -> Completeness:
+    """Ultrasound measurements expected at every completed visit whose definition lists them."""
+    expected = [
+        v for v in visits if v.status == VisitStatus.COMPLETED and Form.MEASUREMENTS in v.definition.forms
+    ]
+    entered = sum(1 for v in expected if v.pk in measured_visit_ids)
+    return Completeness(str(_("Ultrasound measurements")), len(expected), entered)
+
+
+# --- Charts -----------------------------------------------------------------------------------------
+
+
+def waterfall_svg(rows: list[ParticipantChange]) -> str:
+    """Best % change in the sum of longest diameters per participant, largest increase first."""
+    ranked = sorted(
+        (r for r in rows if r.best_diameter_percent is not None), key=lambda r: -r.best_diameter_percent
+    )
+    chart = pygal.Bar(
+        style=STYLE,
+        width=720,
+        height=300,
+        title=_("Best change from baseline in the sum of longest diameters (%)"),
+        y_title="%",
+        x_labels=[r.study_id for r in ranked],
+        x_label_rotation=45,
+        show_legend=False,
+        js=[],
+        disable_xml_declaration=True,
+        no_data_text=_("No follow-up measurements"),
+    )
+    chart.add(_("Best % change"), [float(r.best_diameter_percent) for r in ranked])
+    return chart.render(is_unicode=True)
+
+
+def spaghetti_svg(rows: list[ParticipantChange]) -> str:
+    codes = [v.code for v in PROTOCOL.planned_visits]
+    return lesion_trend_svg(
+        title=_("Change from baseline in the sum of longest diameters over visits (%)"),
+        y_title="%",
+        x_labels=codes,
+        series=[Series(r.study_id, [_float(r.diameter_by_visit.get(code)) for code in codes]) for r in rows],
+    )
+
+
+def score_svg(trajectory: ScoreTrajectory) -> str:
+    return lesion_trend_svg(
+        title=_("%(score)s: median over visits") % {"score": trajectory.label},
+        y_title=trajectory.label,
+        x_labels=[p.visit_code for p in trajectory.points],
+        series=[Series(_("Median"), [_float(p.median_value) for p in trajectory.points])],
+    )
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# --- The page ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    scope: str
+    target: int
+    funnel: Funnel
+    funnel_by_site: list[Funnel]
+    compliance: Compliance
+    compliance_by_site: list[Compliance]
+    overdue: list[OverdueVisit]
+    outcome_rows: list[ParticipantChange]
+    pooled: list[PooledChange]
+    waterfall_svg: str
+    spaghetti_svg: str
+    scores: list[tuple[ScoreTrajectory, str]]
+    adverse_events: AdverseEventSummary
+    completeness: list[Completeness]
+
+
+def dashboard_for(*, user, site=None) -> Dashboard:
+    """Everything the dashboard shows, for `site` or (None) every site `user` may see.
+    Seven queries whatever the number of participants."""
+
+    def scoped(queryset, path: str):
+        return queryset.filter(**{path: site}) if site is not None else queryset
+
+    screenings = scoped(Screening.objects.visible_to(user), "site")
+    funnel, funnel_by_site = enrolment_funnel(screenings)
+
+    visits = list(
+        scoped(Visit.objects.visible_to(user), "participant__site")
+        .exclude(definition_code=PROTOCOL.unscheduled_visit.code)
+        .select_related("participant", "participant__site")
+        .order_by("participant_id", "sequence")
+    )
+    compliance, compliance_by_site, overdue = visit_compliance(visits)
+
+    measurements = list(
+        scoped(UltrasoundMeasurement.objects.visible_to(user), "lesion__participant__site").select_related(
+            "lesion", "lesion__participant", "visit"
+        )
+    )
+    outcome_rows, pooled = primary_outcome(measurements)
+
+    trajectories = score_trajectories(
+        scoped(Score.objects.visible_to(user), "response__invitation__participant__site")
+    )
+    events = adverse_event_summary(scoped(AdverseEvent.objects.visible_to(user), "participant__site"))
+
+    return Dashboard(
+        scope=site.name if site is not None else _("All your sites"),
+        target=PROTOCOL.enrolment_target,
+        funnel=funnel,
+        funnel_by_site=funnel_by_site,
+        compliance=compliance,
+        compliance_by_site=compliance_by_site,
+        overdue=overdue,
+        outcome_rows=outcome_rows,
+        pooled=pooled,
+        waterfall_svg=waterfall_svg(outcome_rows),
+        spaghetti_svg=spaghetti_svg(outcome_rows),
+        scores=[(t, score_svg(t)) for t in trajectories],
+        adverse_events=events,
+        completeness=[measurement_completeness(visits, {m.visit_id for m in measurements})],
+    )
