@@ -55,6 +55,7 @@ _SCREENING_READ = frozenset(
         "reports.view_visitreport",
         "signatures.view_signature",
         "data_management.view_query",
+        "data_management.view_verification",
     }
 )
 _SCREENING_WRITE = frozenset(
@@ -104,7 +105,8 @@ ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
         | _SCREENING_WRITE,
     ),
     RoleDefinition(
-        Role.MONITOR, frozenset({"trial.view_site", "data_management.raise_query"}) | _SCREENING_READ
+        Role.MONITOR, frozenset({"trial.view_site", "data_management.raise_query", "data_management.verify_source"})
+        | _SCREENING_READ
     ),
     RoleDefinition(
         Role.DATA_MANAGER,

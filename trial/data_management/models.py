@@ -150,3 +150,79 @@ class Query(models.Model):
         if not self.field_name:
             return ""
         return str(self.content_type.model_class()._meta.get_field(self.field_name).verbose_name)
+
+
+# --- Source data verification -----------------------------------------------------------------
+
+
+class VerificationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> VerificationQuerySet:
+        return self.filter(participant__in=Participant.objects.visible_to(user))
+
+
+@audited
+class Verification(models.Model):
+    """A monitor compared a visit's (or a whole participant's) records with the source. Each
+    verified record is kept with the id of its last audit event at that moment
+    (`VerifiedRecord`); a newer event in the record's event table, or a record that was not
+    there, means the data changed since: the verification shows as cleared."""
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="verifications", verbose_name=_("participant")
+    )
+    visit = models.ForeignKey(
+        Visit,
+        on_delete=models.PROTECT,
+        related_name="verifications",
+        null=True,
+        blank=True,
+        verbose_name=_("visit"),
+        help_text=_("Blank: every record of the participant was verified."),
+    )
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("verified by")
+    )
+    verified_at = models.DateTimeField(_("verified at"))
+
+    objects = VerificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-verified_at", "-pk"]
+        verbose_name = _("source data verification")
+        verbose_name_plural = _("source data verifications")
+        permissions = [("verify_source", _("Can mark records as source-verified"))]
+
+    def __str__(self) -> str:
+        return f"SDV {self.visit or self.participant.study_id} {self.verified_at:%Y-%m-%d}"
+
+
+class VerifiedRecordQuerySet(models.QuerySet):
+    def visible_to(self, user) -> VerifiedRecordQuerySet:
+        return self.filter(verification__participant__in=Participant.objects.visible_to(user))
+
+
+@audited(history_page=False)
+class VerifiedRecord(models.Model):
+    verification = models.ForeignKey(
+        Verification, on_delete=models.PROTECT, related_name="records", verbose_name=_("verification")
+    )
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("form")
+    )
+    object_id = models.PositiveBigIntegerField(_("record id"))
+    last_event_id = models.PositiveBigIntegerField(_("last audit event at verification"))
+
+    objects = VerifiedRecordQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("verified record")
+        verbose_name_plural = _("verified records")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["verification", "content_type", "object_id"],
+                name="record_verified_once_per_verification",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.model} #{self.object_id}"

@@ -11,4 +11,14 @@ urlpatterns = [
         views.QueryRaiseView.as_view(),
         name="query-raise",
     ),
+    path(
+        "visits/<int:pk>/verification/",
+        views.VerificationView.as_view(scope="visit"),
+        name="visit-verification",
+    ),
+    path(
+        "participants/<int:pk>/verification/",
+        views.VerificationView.as_view(scope="participant"),
+        name="participant-verification",
+    ),
 ]

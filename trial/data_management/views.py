@@ -13,9 +13,9 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.views.generic import FormView, TemplateView
 
-from participants.models import Participant
+from participants.models import Participant, Visit
 from participants.visits import site_today
-from trial.data_management import services
+from trial.data_management import services, verification
 from trial.data_management.forms import QueryAnswerForm, QueryFilterForm, QueryRaiseForm, QueryReopenForm
 from trial.data_management.models import Query, QueryState
 
@@ -208,3 +208,49 @@ class QueryRaiseView(PermissionRequiredMixin, FormView):
             return self.form_invalid(form)
         messages.success(self.request, _("Query %(query)s raised.") % {"query": query})
         return redirect(query.get_absolute_url())
+
+
+# --- Source data verification -----------------------------------------------------------------
+
+
+class VerificationView(PermissionRequiredMixin, TemplateView):
+    """The verification status of a visit (`/visits/<pk>/verification/`) or of a participant
+    (`/participants/<pk>/verification/`), and for monitors the one-click "mark verified"."""
+
+    permission_required = "data_management.view_verification"
+    template_name = "data_management/verification.html"
+    scope = "visit"
+
+    @cached_property
+    def target(self):
+        model = Visit if self.scope == "visit" else Participant
+        return get_object_or_404(
+            model.objects.visible_to(self.request.user).select_related(
+                "participant__site" if model is Visit else "site"
+            ),
+            pk=self.kwargs["pk"],
+        )
+
+    def scope_kwargs(self) -> dict:
+        return {self.scope: self.target}
+
+    def get_context_data(self, **kwargs):
+        participant = self.target.participant if self.scope == "visit" else self.target
+        return super().get_context_data(
+            target=self.target,
+            scope=self.scope,
+            participant=participant,
+            status=verification.latest_verification_status(**self.scope_kwargs()),
+            can_verify=self.request.user.has_perm("data_management.verify_source"),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        if not request.user.has_perm("data_management.verify_source"):
+            raise PermissionDenied
+        try:
+            verification.verification_record(actor=request.user, **self.scope_kwargs())
+            messages.success(request, _("Marked as source-verified."))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect(request.path)

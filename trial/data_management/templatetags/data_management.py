@@ -16,11 +16,14 @@ register = template.Library()
 @register.inclusion_tag("data_management/query_badge.html", takes_context=True)
 def query_badge(context, record):
     user = context["request"].user
+    sdv_url = ""
     queries = Query.objects.unresolved()
     if isinstance(record, Visit):
         # A visit's badge counts the queries on all its records.
         queries = queries.filter(visit=record)
         list_url = reverse("data_management:query-list") + f"?participant={record.participant_id}"
+        if user.has_perm("data_management.view_verification"):
+            sdv_url = reverse("data_management:visit-verification", args=[record.pk])
     else:
         queries = queries.filter(
             content_type=ContentType.objects.get_for_model(type(record)), object_id=record.pk
@@ -29,6 +32,7 @@ def query_badge(context, record):
     label = f"{record._meta.app_label}.{record._meta.model_name}"
     return {
         "open_count": queries.count(),
+        "sdv_url": sdv_url,
         "list_url": list_url,
         "raise_url": reverse("data_management:query-raise", args=[label, record.pk])
         if user.has_perm("data_management.raise_query")
