@@ -17,6 +17,7 @@ from lesions import services as lesion_services
 from lesions.services import LesionRow
 from participants import safety, services
 from participants import visits as visit_services
+from pro_measures import invitations
 from tests.factories import ELIGIBLE_ANSWERS
 from tests.lesions.conftest import measurement
 from tests.participants.conftest import (  # noqa: F401 - shared fixtures
@@ -26,6 +27,7 @@ from tests.participants.conftest import (  # noqa: F401 - shared fixtures
     frozen_today,
     investigator,
 )
+from tests.pro_measures.answers import complete_answers, invite
 from trial.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -219,6 +221,38 @@ def test_primary_outcome_per_participant_and_pooled(client, investigator, study)
     waterfall = page.split('id="waterfall-chart"')[1].split("</figure>")[0]
     assert "<svg" in waterfall and p1 in waterfall and p2 in waterfall
     assert "Best change from baseline" in waterfall
+    spaghetti = page.split('id="spaghetti-chart"')[1].split("</figure>")[0]
+    assert "<svg" in spaghetti and p1 in spaghetti and p2 in spaghetti
+
+
+def test_pain_score_median_and_change_from_each_participants_baseline(
+    client,
+    investigator,  # noqa: F811
+    coordinator,  # noqa: F811
+    site_b_coordinator,
+    study,
+):
+    # Pain NRS: P1 8 -> 4, P2 6 -> 6; site B's participant 10 (not counted at site A).
+    for key, actor, w0, w4 in (
+        ("p1", coordinator, 8, 4),
+        ("p2", coordinator, 6, 6),
+        ("pb", site_b_coordinator, 10, None),
+    ):
+        participant = study[key]
+        for code, value in (("W0", w0), ("W4", w4)):
+            if value is None:
+                continue
+            invitations.response_enter_paper(
+                actor=actor,
+                invitation=invite(participant.visits.get(code=code), "pain_nrs"),
+                answers=complete_answers("pain_nrs", scale=value),
+                completed_on=TODAY,
+            )
+    page = page_of(client, investigator)
+    # n, median score, median change from baseline
+    assert cells(page, "score-pain_nrs", 'data-visit="W0"') == ["2", "7.0", "0.0"]
+    assert cells(page, "score-pain_nrs", 'data-visit="W4"') == ["2", "5.0", "-2.0"]
+    assert "No scores yet." in page.split('id="score-haq_di"')[1].split("</table>")[0]
 
 
 def test_adverse_events_by_grade_seriousness_and_relatedness(client, investigator, study):  # noqa: F811
@@ -272,7 +306,8 @@ def test_a_user_without_a_role_is_refused(client, make_user, site_a):
 def test_each_chart_has_a_title_and_a_table_with_caption_and_scope_headers(client, investigator, study):  # noqa: F811
     page = page_of(client, investigator)
     assert page.count("<svg") == 5  # waterfall, spaghetti, three scores
-    assert len(re.findall(r"<svg[^>]*>.*?<title[^>]*>", page)) >= 1
+    for svg in page.split("<svg")[1:]:
+        assert re.search(r"<title>[^<]+</title>", svg.split("</svg>")[0])
     for table_id in (
         "funnel",
         "compliance",
