@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.urls import path
@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 
+from lesions.models import DicomFile, DicomStatus
 from lesions.outcomes import Change, participant_outcome
 from participants.models import ParticipantStatus, Visit, VisitState
 from participants.visit_views import (
@@ -184,6 +185,7 @@ class TimelineRow:
     badge: Badge
     forms: list[FormStatus]
     questionnaires: list[QuestionnaireStatus]
+    images: list = field(default_factory=list)  # ready DicomFiles of the visit (thumbnails)
 
     @property
     def lists_questionnaires(self) -> bool:
@@ -273,6 +275,15 @@ class ParticipantTimelineView(ParticipantScopedMixin, TemplateView):
         if can_view_questionnaires:
             for invitation in Invitation.objects.filter(participant=participant):
                 invitations[invitation.visit_id].append(invitation)
+        # Ultrasound thumbnails: one query for the participant's ready, de-identified images.
+        images: dict[int, list[DicomFile]] = defaultdict(list)
+        if user.has_perm("lesions.view_dicomfile"):
+            for dicom_file in (
+                DicomFile.objects.filter(visit__participant=participant, status=DicomStatus.READY)
+                .select_related("lesion")
+                .order_by("lesion__label", "uploaded_at")
+            ):
+                images[dicom_file.visit_id].append(dicom_file)
         rows = []
         for visit in visits:
             forms = form_statuses(visit, today=today, childbearing=childbearing)
@@ -284,7 +295,9 @@ class ParticipantTimelineView(ParticipantScopedMixin, TemplateView):
                     # change): shown all the same, so no answer is hidden.
                     forms.append(_questionnaires_form())
                 forms = [with_questionnaires(f, questionnaires) if f.form == Form.PROS else f for f in forms]
-            rows.append(TimelineRow(visit, visit_badge(visit, today), forms, questionnaires))
+            rows.append(
+                TimelineRow(visit, visit_badge(visit, today), forms, questionnaires, images[visit.pk])
+            )
         outcome = participant_outcome(participant.pk)
         lesion_rows = [
             OutcomeRow(

@@ -536,3 +536,21 @@ def test_caliper_points_off_the_tissue_image_are_refused_on_save(
     assert response.status_code == 400
     assert "Length: Both points must be inside the calibrated 2D tissue image" in response.content.decode()
     assert not UltrasoundMeasurement.objects.exists()
+
+
+def test_the_participant_timeline_shows_a_thumbnail_of_each_ready_image(
+    ingest, participant, coordinator, client, make_user, site_b
+):
+    from tests.conftest import sign_in
+    from trial.roles import Role
+
+    ready = ingest(sample("examples_palette.dcm"))
+    ingest(b"not dicom at all", name="junk.dcm")  # rejected files get no thumbnail
+    page = sign_in(client, coordinator).get(f"/participants/{participant.pk}/timeline/").content.decode()
+    frame_url = f"/dicom/{ready.pk}/frames/1.png"
+    assert page.count("/frames/1.png") == 1 and frame_url in page
+    assert "may show burned-in text" in page
+    assert client.get(frame_url).headers["Content-Type"] == "image/png"
+    # The thumbnail is served only to users of the participant's site.
+    stranger = make_user(role=Role.COORDINATOR, sites=[site_b])
+    assert sign_in(client, stranger).get(frame_url).status_code == 404
