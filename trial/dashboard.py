@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pygal
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -22,6 +23,7 @@ from lesions.models import UltrasoundMeasurement
 from lesions.outcomes import ParticipantOutcome, outcome_from_measurements
 from participants.models import (
     AdverseEvent,
+    AEReview,
     ConsentRecord,
     EligibilityStatus,
     ParticipantStatus,
@@ -32,8 +34,8 @@ from participants.models import (
     VisitStatus,
 )
 from participants.visits import site_today
-from pro_measures.models import Score
-from trial.protocol import PROTOCOL, Form
+from pro_measures.models import Invitation, InvitationStatus, Score
+from trial.protocol import FORM_LABELS, PROTOCOL, Form
 from trial.reports.charts import STYLE, Series, lesion_trend_svg
 
 # The scores the dashboard follows (DOMAIN.md s.5): pain, disability (HAQ-DI), hand function.
@@ -336,6 +338,7 @@ def adverse_event_summary(events) -> AdverseEventSummary:
 @dataclass(frozen=True)
 class Completeness:
     form: str
+    label: str
     expected: int
     entered: int
 
@@ -344,13 +347,50 @@ class Completeness:
         return self.expected - self.entered
 
 
-def measurement_completeness(visits: list[Visit], measured_visit_ids: set[int]) -> Completeness:
-    """Ultrasound measurements expected at every completed visit whose definition lists them."""
-    expected = [
-        v for v in visits if v.status == VisitStatus.COMPLETED and Form.MEASUREMENTS in v.definition.forms
+def with_entered_forms(visits):
+    """Annotate each visit with whether its AE review was recorded and how many of its
+    questionnaires were completed, in the visit list's own query."""
+    completed = (
+        Invitation.objects.filter(visit_id=OuterRef("pk"), status=InvitationStatus.COMPLETED)
+        .order_by()
+        .values("visit_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return visits.annotate(
+        has_ae_review=Exists(AEReview.objects.filter(visit_id=OuterRef("pk"))),
+        questionnaires_completed=Coalesce(Subquery(completed), 0),
+    )
+
+
+def form_completeness(visits: list[Visit], measured_visit_ids: set[int]) -> list[Completeness]:
+    """Forms expected at every completed visit whose definition lists them, against those entered:
+    ultrasound measurements (any lesion measured), questionnaires (one per instrument of the visit)
+    and the AE review. `visits` come from `with_entered_forms`."""
+    done = [v for v in visits if v.status == VisitStatus.COMPLETED]
+    measured = [v for v in done if Form.MEASUREMENTS in v.definition.forms]
+    reviewed = [v for v in done if Form.AE_REVIEW in v.definition.forms]
+    asked = [v for v in done if Form.PROS in v.definition.forms]
+    return [
+        Completeness(
+            Form.MEASUREMENTS,
+            str(FORM_LABELS[Form.MEASUREMENTS]),
+            len(measured),
+            sum(1 for v in measured if v.pk in measured_visit_ids),
+        ),
+        Completeness(
+            Form.PROS,
+            str(FORM_LABELS[Form.PROS]),
+            sum(len(v.definition.instruments) for v in asked),
+            sum(min(v.questionnaires_completed, len(v.definition.instruments)) for v in asked),
+        ),
+        Completeness(
+            Form.AE_REVIEW,
+            str(FORM_LABELS[Form.AE_REVIEW]),
+            len(reviewed),
+            sum(1 for v in reviewed if v.has_ae_review),
+        ),
     ]
-    entered = sum(1 for v in expected if v.pk in measured_visit_ids)
-    return Completeness(str(_("Ultrasound measurements")), len(expected), entered)
 
 
 # --- Charts -----------------------------------------------------------------------------------------
@@ -433,7 +473,7 @@ def dashboard_for(*, user, site=None) -> Dashboard:
     funnel, funnel_by_site = enrolment_funnel(screenings)
 
     visits = list(
-        scoped(Visit.objects.visible_to(user), "participant__site")
+        with_entered_forms(scoped(Visit.objects.visible_to(user), "participant__site"))
         .exclude(definition_code=PROTOCOL.unscheduled_visit.code)
         .select_related("participant", "participant__site")
         .order_by("participant_id", "sequence")
@@ -466,5 +506,5 @@ def dashboard_for(*, user, site=None) -> Dashboard:
         spaghetti_svg=spaghetti_svg(outcome_rows),
         scores=[(t, score_svg(t)) for t in trajectories],
         adverse_events=events,
-        completeness=[measurement_completeness(visits, {m.visit_id for m in measurements})],
+        completeness=form_completeness(visits, {m.visit_id for m in measurements}),
     )

@@ -264,10 +264,26 @@ def test_adverse_events_by_grade_seriousness_and_relatedness(client, investigato
     assert "3 adverse events in 2 participants" in page
 
 
-def test_completeness_counts_completed_visits_without_measurements(client, investigator, study):  # noqa: F811
+def test_completeness_counts_expected_and_entered_forms_at_completed_visits(
+    client,
+    investigator,  # noqa: F811
+    coordinator,  # noqa: F811
+    study,
+):
+    p1_baseline = study["p1"].visits.get(code="W0")
+    safety.ae_review_record(actor=coordinator, visit=p1_baseline, new_events=False)
+    invitations.response_enter_paper(
+        actor=coordinator,
+        invitation=invite(p1_baseline, "pain_nrs"),
+        answers=complete_answers("pain_nrs", scale=3),
+        completed_on=TODAY,
+    )
     page = page_of(client, investigator)
-    # W0 completed for P1, P2, P4; P4 has no measurements.
+    # W0 completed for P1, P2 and P4 (P4 without measurements); expected, entered, missing.
     assert cells(page, "completeness", 'data-form="measurements"') == ["3", "2", "1"]
+    # Six questionnaires per baseline visit; P1 answered one.
+    assert cells(page, "completeness", 'data-form="pros"') == ["18", "1", "17"]
+    assert cells(page, "completeness", 'data-form="ae_review"') == ["3", "1", "2"]
 
 
 def test_other_sites_data_is_excluded(client, investigator, study):  # noqa: F811
