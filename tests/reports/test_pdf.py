@@ -169,3 +169,35 @@ def test_the_task_completion_announces_by_name_renders_the_report(
     report = VisitReport.objects.get(visit=visit_data)
     assert report.version == 1 and report.trigger == "completed"
     assert report.render_seconds < Decimal(60)
+
+
+def test_report_shows_thumbnails_of_the_measured_images(
+    completed_visit, coordinator, lesions, django_capture_on_commit_callbacks
+):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from pydicom.data import get_testdata_file
+    from pypdf import PdfReader
+
+    from lesions.dicom import services as dicom_services
+    from lesions.tasks import dicom_file_process
+
+    first = visit_report_generate(visit_id=completed_visit.pk, actor=coordinator)
+    with open(get_testdata_file("examples_palette.dcm"), "rb") as handle:
+        content = handle.read()
+    with django_capture_on_commit_callbacks(execute=False):
+        dicom_file = dicom_services.dicom_file_upload(
+            actor=coordinator,
+            lesion=lesions[0],
+            visit=completed_visit,
+            upload=SimpleUploadedFile("scan.dcm", content, content_type="application/dicom"),
+        )
+    dicom_file_process.apply(args=[dicom_file.pk])
+    second = visit_report_generate(visit_id=completed_visit.pk, actor=coordinator)
+    assert second.version == first.version + 1  # a new image makes the report stale
+    text = flat(report_text(second))
+    assert "Measured ultrasound images (de-identified)" in text and "may show burned-in text" in text
+    with second.pdf.open("rb") as handle:
+        reader = PdfReader(io.BytesIO(handle.read()))
+    assert sum(len(page.images) for page in reader.pages) >= 1

@@ -18,7 +18,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
-from lesions.models import Injection, UltrasoundMeasurement
+from lesions.models import DicomFile, Injection, UltrasoundMeasurement
 from participants.models import AdverseEvent, AEReview, PregnancyTest, Visit
 from pro_measures.models import Response, Score
 
@@ -80,6 +80,7 @@ def record_event_sources() -> list[tuple[type[models.Model], str]]:
         (Visit, "pgh_obj_id"),
         (UltrasoundMeasurement, "visit_id"),
         (Injection, "visit_id"),
+        (DicomFile, "visit_id"),
         (PregnancyTest, "visit_id"),
         (AdverseEvent, "reported_at_visit_id"),
         (AEReview, "visit_id"),

@@ -8,14 +8,16 @@ import hashlib
 import time
 import zoneinfo
 from decimal import Decimal
+from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import DateTimeField, Exists, Func, OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from lesions.models import UltrasoundMeasurement
+from lesions.models import DicomFile, DicomStatus, UltrasoundMeasurement
 from participants.models import Visit, VisitStatus
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, event_model_for
@@ -56,9 +58,41 @@ def signature_block(visit: Visit) -> list[dict[str, str]]:
     ]
 
 
+def measured_images(visit: Visit) -> list[dict[str, Any]]:
+    """The visit's ready (de-identified) ultrasound images, part of the report's content."""
+    return [
+        {
+            "id": f.pk,
+            "lesion": f.lesion.label,
+            "frames": f.frame_count,
+            "original_sha256": f.original_sha256,
+            "burned_in_annotation": f.burned_in_annotation,
+        }
+        for f in DicomFile.objects.filter(visit=visit, status=DicomStatus.READY)
+        .select_related("lesion")
+        .order_by("lesion__label", "pk")
+        if f.preview_paths
+    ]
+
+
 def current_report_data(visit: Visit) -> tuple[dict, str]:
     data = report_data(visit, signatures=signature_block(visit))
+    data["images"] = measured_images(visit)
     return data, sha256_of(data)
+
+
+def _image_assets(images: list[dict[str, Any]]) -> dict[str, Asset]:
+    """First-frame PNG of each image, handed to the renderer as a private asset (never a URL)."""
+    paths = dict(
+        DicomFile.objects.filter(pk__in=[i["id"] for i in images]).values_list("pk", "preview_paths")
+    )
+    assets = {}
+    for image in images:
+        previews = paths.get(image["id"]) or []
+        if previews and default_storage.exists(previews[0]):
+            with default_storage.open(previews[0], "rb") as handle:
+                assets[f"image-{image['id']}"] = Asset(handle.read(), "image/png")
+    return assets
 
 
 def render_report(data: dict, *, content_hash: str, generated_at: dt.datetime, version: int) -> bytes:
@@ -80,9 +114,14 @@ def render_report(data: dict, *, content_hash: str, generated_at: dt.datetime, v
             "generated_local": generated_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"),
             "trend_src": f"edc-asset:{TREND_ASSET}",
             "has_trend": bool(trend["series"]),
+            "images": data.get("images", []),
         },
     )
-    return html_to_pdf(html, assets={TREND_ASSET: Asset(svg.encode("utf-8"), "image/svg+xml")}).pdf
+    assets = {
+        TREND_ASSET: Asset(svg.encode("utf-8"), "image/svg+xml"),
+        **_image_assets(data.get("images", [])),
+    }
+    return html_to_pdf(html, assets=assets).pdf
 
 
 def latest_report(visit: Visit) -> VisitReport | None:
