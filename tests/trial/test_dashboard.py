@@ -301,6 +301,20 @@ def test_a_data_manager_sees_every_site_with_a_row_each(client, make_user, study
     assert study["pb"].study_id in page.split('id="overdue"')[1].split("</table>")[0]
 
 
+def test_choosing_a_site_narrows_every_section_to_it(client, make_user, site_a, study):
+    from tests.conftest import sign_in
+
+    data_manager = make_user(role=Role.DATA_MANAGER)
+    with time_machine.travel(READ_ON, tick=False):
+        sign_in(client, data_manager)
+        client.post(reverse("site-select"), {"site": site_a.pk})
+        page = re.sub(r"\s+", " ", client.get(reverse("dashboard")).content.decode())
+    assert "Site A" in page.split("</h1>")[0]
+    assert cells(page, "funnel", 'data-site="all"') == ["7", "6", "5", "5", "0", "1"]
+    assert 'data-site="B1"' not in page
+    assert study["pb"].study_id not in page
+
+
 def test_a_coordinator_sees_the_dashboard_of_their_site(client, coordinator, study):  # noqa: F811
     page = page_of(client, coordinator)
     assert cells(page, "funnel", 'data-site="all"')[0] == "7"
