@@ -34,6 +34,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Consent documents"), "participants:consent-document-list", "participants.view_consentdocument"),
     NavItem(_("Deviations"), "participants:deviation-list", "participants.view_protocoldeviation"),
     NavItem(_("Questionnaires"), "pro_measures:invitation-overview", "pro_measures.view_invitation"),
+    NavItem(_("Exports"), "exports:list", "exports.export_data"),
     NavItem(_("Sites"), "site-list", "trial.view_site"),
     NavItem(_("Users and access"), "user-list", "trial.manage_users"),
     NavItem(_("Outbox"), "outbox", "trial.view_outbox"),

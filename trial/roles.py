@@ -99,13 +99,21 @@ ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
                 "participants.confirm_eligibility",
                 "participants.manage_consent_documents",
                 "signatures.sign_visit",
+                "exports.export_data",
             }
         )
         | _SCREENING_READ
         | _SCREENING_WRITE,
     ),
     RoleDefinition(
-        Role.MONITOR, frozenset({"trial.view_site", "data_management.raise_query", "data_management.verify_source"})
+        Role.MONITOR, frozenset(
+            {
+                "trial.view_site",
+                "data_management.raise_query",
+                "data_management.verify_source",
+                "exports.export_data",
+            }
+        )
         | _SCREENING_READ
     ),
     RoleDefinition(
@@ -116,6 +124,7 @@ ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
                 "trial.view_all_sites",
                 "participants.manage_consent_documents",
                 "data_management.raise_query",
+                "exports.export_data",
             }
         )
         | _SCREENING_READ,

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "pro_measures",
     # The read side's own models (ARCHITECTURE.md): after every domain app they read.
     "trial.reports",
+    "trial.exports",
     "trial.signatures",
     "trial.data_management",
 ]

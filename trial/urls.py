@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("lesions.urls")),
     path("", include("pro_measures.urls")),
     path("", include("trial.reports.urls")),
+    path("", include("trial.exports.urls")),
     path("", include("trial.signatures.urls")),
     path("", include("trial.data_management.urls")),
     path("admin/", admin.site.urls),

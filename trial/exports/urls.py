@@ -1,0 +1,4 @@
+from trial.exports import views
+
+app_name = "exports"
+urlpatterns = [*views.urlpatterns]
