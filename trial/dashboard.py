@@ -447,6 +447,7 @@ def _float(value: Decimal | None) -> float | None:
 @dataclass
 class Dashboard:
     scope: str
+    one_site: bool
     target: int
     funnel: Funnel
     funnel_by_site: list[Funnel]
@@ -494,6 +495,7 @@ def dashboard_for(*, user, site=None) -> Dashboard:
 
     return Dashboard(
         scope=site.name if site is not None else _("All your sites"),
+        one_site=site is not None,
         target=PROTOCOL.enrolment_target,
         funnel=funnel,
         funnel_by_site=funnel_by_site,

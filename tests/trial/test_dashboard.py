@@ -310,6 +310,7 @@ def test_choosing_a_site_narrows_every_section_to_it(client, make_user, site_a, 
         client.post(reverse("site-select"), {"site": site_a.pk})
         page = re.sub(r"\s+", " ", client.get(reverse("dashboard")).content.decode())
     assert "Site A" in page.split("</h1>")[0]
+    assert "5 enrolled at this site; the study's target is 30 over all sites." in page.replace("&#x27;", "'")
     assert cells(page, "funnel", 'data-site="all"') == ["7", "6", "5", "5", "0", "1"]
     assert 'data-site="B1"' not in page
     assert study["pb"].study_id not in page
