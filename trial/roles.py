@@ -56,6 +56,7 @@ _SCREENING_READ = frozenset(
         "signatures.view_signature",
         "data_management.view_query",
         "data_management.view_verification",
+        "data_management.view_datalock",
     }
 )
 _SCREENING_WRITE = frozenset(
@@ -124,6 +125,7 @@ ROLE_DEFINITIONS: tuple[RoleDefinition, ...] = (
                 "trial.view_all_sites",
                 "participants.manage_consent_documents",
                 "data_management.raise_query",
+                "data_management.manage_locks",
                 "exports.export_data",
             }
         )

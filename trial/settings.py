@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "trial.sites.CurrentSiteMiddleware",
     "trial.audit.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Writes of locked data (refused by PostgreSQL) answer 409 with a page that says so.
+    "trial.locks.LockedDataMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout response.
     "axes.middleware.AxesMiddleware",

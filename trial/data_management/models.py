@@ -226,3 +226,97 @@ class VerifiedRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.content_type.model} #{self.object_id}"
+
+
+# --- Locks ------------------------------------------------------------------------------------
+
+
+class LockScope(models.TextChoices):
+    VISIT = "visit", _("Visit")
+    PARTICIPANT = "participant", _("Participant")
+    STUDY = "study", _("Whole study")
+
+
+class DataLockQuerySet(models.QuerySet):
+    def visible_to(self, user) -> DataLockQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        # A study lock concerns every site.
+        return self.filter(
+            models.Q(scope=LockScope.STUDY) | models.Q(participant__in=Participant.objects.visible_to(user))
+        )
+
+    def active(self) -> DataLockQuerySet:
+        return self.filter(released_at__isnull=True)
+
+
+@audited
+class DataLock(models.Model):
+    """Locked data are read-only. The refusal is not in Python: PostgreSQL triggers on the
+    clinical tables (`edc_refuse_locked`, installed by migration 0003) read this table for every
+    inserted, updated or deleted row, so no code path (service, admin, `QuerySet.update`, raw SQL)
+    can write locked data. Releasing a lock keeps the row (who, when, why)."""
+
+    scope = models.CharField(_("scope"), max_length=12, choices=LockScope.choices)
+    participant = models.ForeignKey(
+        Participant,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("participant"),
+    )
+    visit = models.ForeignKey(
+        Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("visit")
+    )
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("locked by")
+    )
+    locked_at = models.DateTimeField(_("locked at"))
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("unlocked by"),
+    )
+    released_at = models.DateTimeField(_("unlocked at"), null=True, blank=True)
+    release_reason = models.CharField(_("why unlocked"), max_length=300, blank=True)
+
+    objects = DataLockQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-locked_at", "-pk"]
+        verbose_name = _("data lock")
+        verbose_name_plural = _("data locks")
+        permissions = [("manage_locks", _("Can lock and unlock data"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scope="study", participant__isnull=True, visit__isnull=True)
+                | models.Q(scope="participant", participant__isnull=False, visit__isnull=True)
+                | models.Q(scope="visit", participant__isnull=False, visit__isnull=False),
+                name="lock_names_its_scope",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(released_at__isnull=True) | ~models.Q(release_reason=""),
+                name="unlock_has_reason",
+            ),
+            models.UniqueConstraint(
+                fields=["scope", "participant", "visit"],
+                condition=models.Q(released_at__isnull=True),
+                nulls_distinct=False,
+                name="one_active_lock_per_scope",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.scope == LockScope.VISIT:
+            return str(_("Lock of visit %(visit)s") % {"visit": self.visit})
+        if self.scope == LockScope.PARTICIPANT:
+            return str(_("Lock of participant %(id)s") % {"id": self.participant.study_id})
+        return str(_("Study lock"))
+
+    @property
+    def is_active(self) -> bool:
+        return self.released_at is None

@@ -19,7 +19,7 @@ from lesions.models import Lesion, UltrasoundMeasurement
 from participants.models import Participant, Visit, VisitStatus
 from participants.visits import site_today
 from trial.access import require_site_permission
-from trial.audit import audit_context, audited_models
+from trial.audit import actor_metadata, audit_context, audited_models
 from trial.data_management.models import Query, QueryState
 from trial.models import User
 from trial.roles import Role
@@ -84,7 +84,7 @@ def query_raise(
             raise ValidationError({"field_name": _("This form has no such field.")}) from None
     if assignee is not None and not coordinators_of(participant.site).filter(pk=assignee.pk).exists():
         raise ValidationError({"assignee": _("Assign the query to a coordinator of the participant's site.")})
-    with audit_context(reason=_("Query raised")):
+    with audit_context(reason=_("Query raised"), **actor_metadata(actor)):
         return Query.objects.create(
             participant=participant,
             visit=visit,
@@ -120,7 +120,7 @@ def query_answer(*, actor: User, query: Query, answer: str, data_corrected: bool
     query.data_corrected = data_corrected
     query.answered_by = actor
     query.answered_at = timezone.now()
-    with audit_context(reason=_("Query answered")):
+    with audit_context(reason=_("Query answered"), **actor_metadata(actor)):
         query.save()
     return query
 
@@ -134,7 +134,7 @@ def query_close(*, actor: User, query: Query) -> Query:
         raise ValidationError(_("This query is already closed."))
     query.state = QueryState.CLOSED
     query.closed_at = timezone.now()
-    with audit_context(reason=_("Query closed")):
+    with audit_context(reason=_("Query closed"), **actor_metadata(actor)):
         query.save()
     return query
 
@@ -153,7 +153,7 @@ def query_reopen(*, actor: User, query: Query, text: str) -> Query:
     query.state = QueryState.OPEN
     query.closed_at = None
     query.reopen_count += 1
-    with audit_context(reason=_("Query re-opened: %(why)s") % {"why": text}):
+    with audit_context(reason=_("Query re-opened: %(why)s") % {"why": text}, **actor_metadata(actor)):
         query.save()
     return query
 

@@ -11,6 +11,9 @@ urlpatterns = [
         views.QueryRaiseView.as_view(),
         name="query-raise",
     ),
+    path("locks/", views.LockListView.as_view(), name="lock-list"),
+    path("locks/new/", views.LockCreateView.as_view(), name="lock-create"),
+    path("locks/<int:pk>/release/", views.LockReleaseView.as_view(), name="lock-release"),
     path(
         "visits/<int:pk>/verification/",
         views.VerificationView.as_view(scope="visit"),

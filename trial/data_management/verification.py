@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from participants.models import Participant, Visit
 from trial.access import require_site_permission
-from trial.audit import audit_context, audited_models, event_model_for
+from trial.audit import actor_metadata, audit_context, audited_models, event_model_for
 from trial.data_management.models import Verification, VerifiedRecord
 from trial.models import User
 
@@ -85,7 +85,7 @@ def verification_record(
     participant = visit.participant if visit is not None else participant
     require_site_permission(actor, "data_management.verify_source", participant.site)
     records = clinical_records(visit=visit, participant=None if visit else participant)
-    with audit_context(reason=_("Source data verified")):
+    with audit_context(reason=_("Source data verified"), **actor_metadata(actor)):
         verification = Verification.objects.create(
             participant=participant, visit=visit, verified_by=actor, verified_at=timezone.now()
         )

@@ -9,15 +9,16 @@ from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
-from django.views.generic import FormView, TemplateView
+from django.views.generic import FormView, TemplateView, View
 
 from participants.models import Participant, Visit
 from participants.visits import site_today
-from trial.data_management import services, verification
+from trial.data_management import locking, services, verification
 from trial.data_management.forms import QueryAnswerForm, QueryFilterForm, QueryRaiseForm, QueryReopenForm
-from trial.data_management.models import Query, QueryState
+from trial.data_management.models import DataLock, LockScope, Query, QueryState
 
 
 def _form_error(form, exc: ValidationError) -> None:
@@ -242,6 +243,8 @@ class VerificationView(PermissionRequiredMixin, TemplateView):
             participant=participant,
             status=verification.latest_verification_status(**self.scope_kwargs()),
             can_verify=self.request.user.has_perm("data_management.verify_source"),
+            lock=locking.active_lock_for(**self.scope_kwargs()),
+            can_lock=self.request.user.has_perm("data_management.manage_locks"),
             **kwargs,
         )
 
@@ -254,3 +257,76 @@ class VerificationView(PermissionRequiredMixin, TemplateView):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         return redirect(request.path)
+
+
+# --- Locks ------------------------------------------------------------------------------------
+
+
+class LockListView(PermissionRequiredMixin, TemplateView):
+    """Locks in force and released (with who and why); data managers lock the study and
+    unlock here. Visits and participants are locked from their verification pages."""
+
+    permission_required = "data_management.view_datalock"
+    template_name = "data_management/lock_list.html"
+
+    def get_context_data(self, **kwargs):
+        locks = list(
+            DataLock.objects.visible_to(self.request.user).select_related(
+                "participant", "visit__participant", "locked_by", "released_by"
+            )[:200]
+        )
+        return super().get_context_data(
+            locks=locks,
+            can_manage=self.request.user.has_perm("data_management.manage_locks"),
+            study_locked=any(lock.is_active and lock.scope == LockScope.STUDY for lock in locks),
+            **kwargs,
+        )
+
+
+class LockCreateView(PermissionRequiredMixin, View):
+    """POST scope=visit|participant|study and the id: lock, then back to where it was asked."""
+
+    permission_required = "data_management.manage_locks"
+
+    def post(self, request):
+        scope = request.POST.get("scope")
+        kwargs = {}
+        if scope == LockScope.VISIT:
+            kwargs["visit"] = get_object_or_404(
+                Visit.objects.visible_to(request.user), pk=request.POST.get("id")
+            )
+        elif scope == LockScope.PARTICIPANT:
+            kwargs["participant"] = get_object_or_404(
+                Participant.objects.visible_to(request.user), pk=request.POST.get("id")
+            )
+        elif scope != LockScope.STUDY:
+            raise Http404
+        try:
+            locking.lock_create(actor=request.user, **kwargs)
+            messages.success(request, _("Locked."))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect(url_has_allowed_host_and_scheme_or(request, reverse("data_management:lock-list")))
+
+
+class LockReleaseView(PermissionRequiredMixin, View):
+    permission_required = "data_management.manage_locks"
+
+    def post(self, request, pk):
+        lock = get_object_or_404(DataLock.objects.visible_to(request.user), pk=pk)
+        try:
+            locking.lock_release(actor=request.user, lock=lock, reason=request.POST.get("reason", ""))
+            messages.success(request, _("Unlocked."))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect("data_management:lock-list")
+
+
+def url_has_allowed_host_and_scheme_or(request, fallback: str) -> str:
+    """The `next` field if it is a path on this site, else `fallback`."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return fallback
