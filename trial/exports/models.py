@@ -15,6 +15,7 @@ class ExportKind(models.TextChoices):
     CSV_LONG = "csv_long", _("All data, long format (CSV, one row per value)")
     CSV_WIDE = "csv_wide", _("One form, wide format (CSV, one row per record)")
     ODM = "odm", _("CDISC ODM 1.3.2 (XML)")
+    FHIR = "fhir", _("Questionnaire responses, FHIR R4 bundle (JSON)")
     DEIDENTIFIED = "deidentified", _("De-identified data, long format (CSV, HIPAA Safe Harbor)")
     AUDIT_TRAIL = "audit_trail", _("Audit trail (CSV)")
 

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from participants.models import Participant
 from trial.audit import audit_context
-from trial.exports import csv_export, odm
+from trial.exports import csv_export, fhir_bundle, odm
 from trial.exports.deidentify import Deidentifier
 from trial.exports.dictionary import FORMS, form_by_code
 from trial.exports.models import ExportJob, ExportKind, ExportStatus
@@ -96,7 +96,7 @@ def export_request(*, actor, kind: str, parameters: dict) -> ExportJob:
     return job
 
 
-_EXTENSIONS = {ExportKind.ODM: "xml"}
+_EXTENSIONS = {ExportKind.ODM: "xml", ExportKind.FHIR: "json"}
 
 
 def export_job_run(*, job_id: int) -> ExportJob | None:
@@ -119,6 +119,8 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
         total = sum(form_queryset(spec, participants).count() for spec in forms)
         if job.kind == ExportKind.ODM:
             total = participants.count()
+        elif job.kind == ExportKind.FHIR:
+            total = fhir_bundle.responses_for(participants).count()
         ExportJob.objects.filter(pk=job.pk).update(total=total, progress=0)
 
         def progress(done: int) -> None:
@@ -165,6 +167,8 @@ def _write(job, parameters: ExportParameters, participants, user, progress):
             raise ValidationError(
                 _("The ODM file does not validate: %(errors)s") % {"errors": "; ".join(errors[:3])}
             )
+    elif job.kind == ExportKind.FHIR:
+        rows = fhir_bundle.write_fhir_bundle(handle, participants=participants, progress=progress)
     else:
         import io
 

@@ -16,7 +16,7 @@ from trial.exports.forms import ExportRequestForm
 from trial.exports.models import ExportJob, ExportKind, ExportStatus
 from trial.models import Site
 
-_CONTENT_TYPES = {ExportKind.ODM: "application/xml"}
+_CONTENT_TYPES = {ExportKind.ODM: "application/xml", ExportKind.FHIR: "application/fhir+json"}
 
 
 @permission_required(services.EXPORT_PERMISSION, raise_exception=True)
