@@ -45,6 +45,7 @@ def test_deidentified_dates_are_study_days_from_baseline(study_data, data_manage
 def test_free_text_is_left_out_unless_chosen(study_data, data_manager, run_export):
     without = {r["field"] for r in job_rows(run_export(data_manager, "deidentified"))}
     assert "description" not in without and "operator" not in without
+    assert "email" not in without and "time_zone" not in without
     chosen = job_rows(run_export(data_manager, "deidentified", include_free_text=True))
     assert any(r["field"] == "description" and "Redness" in r["value"] for r in chosen)
 

@@ -34,6 +34,15 @@ def test_odm_export_validates_against_the_official_xsd(study_data, monitor, run_
     assert codes
 
 
+def test_odm_export_without_audit_records_validates_too(study_data, monitor, run_export):
+    job = run_export(monitor, "odm")
+    assert job.status == "done", job.error
+    document = _parse(job)
+    assert odm_schema().validate(document), odm_schema().error_log
+    assert document.getroot().find(".//odm:AuditRecord", NS) is None
+    assert job.row_count == len(document.getroot().findall(".//odm:ItemData", NS))
+
+
 def test_odm_round_trips_the_measured_and_injected_values(study_data, monitor, coordinator, run_export):
     root = _parse(run_export(monitor, "odm", include_audit=True)).getroot()
     subject = root.find(f".//odm:SubjectData[@SubjectKey='{study_data.study_id}']", NS)

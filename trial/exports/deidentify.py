@@ -62,6 +62,8 @@ class Deidentifier:
             return False
         if f.form.model is Participant and f.name == "study_id":
             return False  # replaced by the pseudonym in the subject column
+        if f.name == "time_zone":
+            return False  # zones are named after cities: a geographic unit smaller than a state
         return True
 
     def subject_key(self, participant: Participant) -> str:
