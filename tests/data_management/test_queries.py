@@ -241,3 +241,12 @@ def test_a_closed_auto_query_is_not_raised_again(completed_visit, monitor):
         services.auto_queries_raise()
         services.query_close(actor=monitor, query=Query.objects.get())
         assert services.auto_queries_raise() == 0
+
+
+def test_timeline_shows_the_participants_open_queries(completed_visit, monitor, client):
+    raise_on_length(monitor, completed_visit)
+    services.query_raise(actor=monitor, record=completed_visit, field_name="visit_date", text="Date?")
+    sign_in(client, monitor)
+    page = client.get(reverse("participant-timeline", args=[completed_visit.participant_id])).content.decode()
+    assert "2 open queries" in page
+    assert reverse("data_management:participant-verification", args=[completed_visit.participant_id]) in page

@@ -1,5 +1,6 @@
-"""`{% query_badge record %}`: the open-query badge (and, for monitors, a raise link) that any
-record page adds with one line. One COUNT query per badge."""
+"""`{% query_badge record %}`: the open-query badge that any record page adds with one line,
+with links to raise a query (monitors) and to source data verification. A visit's badge counts
+the queries on all its records, a participant's on all theirs. One COUNT query per badge."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django import template
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
-from participants.models import Visit
+from participants.models import Participant, Visit
 from trial.data_management.models import Query
 
 register = template.Library()
@@ -24,6 +25,12 @@ def query_badge(context, record):
         list_url = reverse("data_management:query-list") + f"?participant={record.participant_id}"
         if user.has_perm("data_management.view_verification"):
             sdv_url = reverse("data_management:visit-verification", args=[record.pk])
+    elif isinstance(record, Participant):
+        # A participant's badge counts the queries on all their records.
+        queries = queries.filter(participant=record)
+        list_url = reverse("data_management:query-list") + f"?participant={record.pk}"
+        if user.has_perm("data_management.view_verification"):
+            sdv_url = reverse("data_management:participant-verification", args=[record.pk])
     else:
         queries = queries.filter(
             content_type=ContentType.objects.get_for_model(type(record)), object_id=record.pk
