@@ -65,3 +65,18 @@ def test_odm_round_trips_the_measured_and_injected_values(study_data, monitor, c
 def test_a_document_breaking_the_schema_is_reported():
     broken = b'<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" ODMVersion="1.3.2"><Nonsense/></ODM>'
     assert validate_odm(io.BytesIO(broken))
+
+
+def test_odm_carries_the_visit_signature_with_its_meaning(study_data, investigator, monitor, run_export):
+    from tests.signatures.test_signing import sign
+
+    (signature,) = sign(investigator, study_data.visits.get(code="W0"))
+    document = _parse(run_export(monitor, "odm", include_audit=True))
+    assert odm_schema().validate(document), odm_schema().error_log
+    root = document.getroot()
+    w0 = root.find(".//odm:StudyEventData[@StudyEventOID='SE.W0']", NS)
+    element = w0.find("odm:Signature", NS)
+    assert element.find("odm:UserRef", NS).get("UserOID") == f"USR.{investigator.pk}"
+    ref = element.find("odm:SignatureRef", NS).get("SignatureOID")
+    meaning = root.find(f".//odm:SignatureDef[@OID='{ref}']/odm:Meaning", NS).text
+    assert meaning == signature.get_meaning_display()

@@ -20,6 +20,7 @@ from trial.exports.dictionary import FORMS, DataType, ExportField, FormSpec, vis
 from trial.exports.records import BATCH_SIZE, Record, _batches, form_records, format_value
 from trial.models import Site, User
 from trial.protocol import PROTOCOL, VisitKind
+from trial.signatures.models import Signature, SignatureMeaning, SignatureStatus
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 ODM_VERSION = "1.3.2"
@@ -203,7 +204,27 @@ def _admin_data() -> etree._Element:
             MetaDataVersionOID=mdv_oid(),
             EffectiveDate=timezone.now().date().isoformat(),
         )
+    # 21 CFR 11.50: each signature states its meaning; one SignatureDef per meaning.
+    for code, label in SignatureMeaning.choices:
+        sd = etree.SubElement(
+            admin, _el("SignatureDef"), OID=signature_def_oid(code), Methodology="Electronic"
+        )
+        etree.SubElement(sd, _el("Meaning")).text = str(label)
+        etree.SubElement(sd, _el("LegalReason")).text = "21 CFR Part 11 electronic signature"
     return admin
+
+
+def signature_def_oid(meaning: str) -> str:
+    return f"SD.{meaning.upper()}"
+
+
+def _signature_element(signature, site_code: str) -> etree._Element:
+    sig = etree.Element(_el("Signature"))
+    etree.SubElement(sig, _el("UserRef"), UserOID=f"USR.{signature.signer_id}")
+    etree.SubElement(sig, _el("LocationRef"), LocationOID=f"LOC.{site_code}")
+    etree.SubElement(sig, _el("SignatureRef"), SignatureOID=signature_def_oid(signature.meaning))
+    etree.SubElement(sig, _el("DateTimeStamp")).text = signature.signed_at.astimezone(dt.UTC).isoformat()
+    return sig
 
 
 def _event_key(record: Record) -> tuple[int, str, str]:
@@ -225,7 +246,9 @@ def _audit_record(record: Record, f: ExportField) -> etree._Element | None:
     return ar
 
 
-def _subject_element(participant, records: list[Record], *, include_audit: bool) -> etree._Element:
+def _subject_element(
+    participant, records: list[Record], *, include_audit: bool, signatures: dict | None = None
+) -> etree._Element:
     subject = etree.Element(_el("SubjectData"), SubjectKey=participant.study_id)
     if include_audit:  # SiteRef points into AdminData, written only with the audit records
         etree.SubElement(subject, _el("SiteRef"), LocationOID=f"LOC.{participant.site.code}")
@@ -237,6 +260,9 @@ def _subject_element(participant, records: list[Record], *, include_audit: bool)
         if definition == PROTOCOL.unscheduled_visit.code:
             attrs["StudyEventRepeatKey"] = code
         sed = etree.SubElement(subject, _el("StudyEventData"), attrs)
+        signature = (signatures or {}).get((participant.pk, code)) if include_audit else None
+        if signature is not None:  # the visit's standing e-signature
+            sed.append(_signature_element(signature, participant.site.code))
         for record in event_records:
             fd = etree.SubElement(
                 sed, _el("FormData"), FormOID=form_oid(record.spec), FormRepeatKey=str(record.obj.pk)
@@ -252,6 +278,14 @@ def _subject_element(participant, records: list[Record], *, include_audit: bool)
                 if include_audit and (ar := _audit_record(record, f)) is not None:
                     item.append(ar)
     return subject
+
+
+def _valid_signatures(participant_ids: list[int]) -> dict[tuple[int, str], object]:
+    """(participant id, visit code) -> the visit's valid signature."""
+    rows = Signature.objects.filter(
+        visit__participant_id__in=participant_ids, status=SignatureStatus.VALID
+    ).select_related("visit")
+    return {(s.visit.participant_id, s.visit.code): s for s in rows}
 
 
 def write_odm(
@@ -289,9 +323,13 @@ def write_odm(
                     for spec in FORMS:
                         for record in form_records(spec, in_batch):
                             per_participant[record.participant.pk].append(record)
+                    signatures = _valid_signatures(ids) if include_audit else {}
                     for participant in batch:
                         element = _subject_element(
-                            participant, per_participant.get(participant.pk, []), include_audit=include_audit
+                            participant,
+                            per_participant.get(participant.pk, []),
+                            include_audit=include_audit,
+                            signatures=signatures,
                         )
                         values += len(element.findall(f".//{_el('ItemData')}"))
                         xf.write(element)
