@@ -30,6 +30,8 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Participants"), "participants:participant-list", "participants.view_participant"),
     NavItem(_("Eligibility to confirm"), "participants:confirmation-queue", "participants.confirm_eligibility"),
     NavItem(_("To sign"), "signatures:queue", "signatures.sign_visit"),
+    NavItem(_("Queries"), "data_management:query-list", "data_management.view_query"),
+    NavItem(_("Data locks"), "data_management:lock-list", "data_management.manage_locks"),
     NavItem(_("Screening log"), "participants:screening-log", "participants.view_screening"),
     NavItem(_("Consent documents"), "participants:consent-document-list", "participants.view_consentdocument"),
     NavItem(_("Deviations"), "participants:deviation-list", "participants.view_protocoldeviation"),

@@ -199,3 +199,13 @@ def test_every_clinical_table_of_a_visit_or_participant_has_the_lock_trigger():
         cursor.execute("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s", [TRIGGER])
         installed = {row[0] for row in cursor.fetchall()}
     assert installed == set(LOCKED_TABLES)
+
+
+def test_lock_list_shows_active_and_released_locks(visit_data, data_manager, client):
+    lock = locking.lock_create(actor=data_manager, visit=visit_data)
+    locking.lock_release(actor=data_manager, lock=lock, reason="correction for Q-7")
+    locking.lock_create(actor=data_manager, participant=visit_data.participant)
+    sign_in(client, data_manager)
+    page = client.get(reverse("data_management:lock-list")).content.decode()
+    assert page.count('data-active="true"') == 1 and page.count('data-active="false"') == 1
+    assert "correction for Q-7" in page and "Lock the whole study" in page
