@@ -209,3 +209,11 @@ def test_lock_list_shows_active_and_released_locks(visit_data, data_manager, cli
     page = client.get(reverse("data_management:lock-list")).content.decode()
     assert page.count('data-active="true"') == 1 and page.count('data-active="false"') == 1
     assert "correction for Q-7" in page and "Lock the whole study" in page
+
+
+def test_the_visit_page_says_it_is_locked(visit_data, data_manager, coordinator, client):
+    sign_in(client, coordinator)
+    assert "Read-only" not in client.get(visit_data.get_absolute_url()).content.decode()
+    locking.lock_create(actor=data_manager, visit=visit_data)
+    page = client.get(visit_data.get_absolute_url()).content.decode()
+    assert 'data-testid="lock-badge"' in page and f"Lock of visit {visit_data}" in page
