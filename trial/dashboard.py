@@ -16,6 +16,7 @@ from decimal import Decimal
 import pygal
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -35,6 +36,7 @@ from participants.models import (
 )
 from participants.visits import site_today
 from pro_measures.models import Invitation, InvitationStatus, Score
+from trial.data_management.models import Query
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 from trial.reports.charts import STYLE, Series, lesion_trend_svg
 
@@ -444,6 +446,33 @@ def _float(value: Decimal | None) -> float | None:
 # --- The page ---------------------------------------------------------------------------------------
 
 
+QUERY_AGE_BANDS = ((0, 7), (8, 14), (15, 30), (31, None))
+
+
+@dataclass(frozen=True)
+class QueryAgeBand:
+    label: str
+    open: int
+    answered: int
+
+
+def open_queries_by_age(queries, *, today: dt.date) -> list[QueryAgeBand]:
+    """Queries still waiting (open: on the site; answered: on the monitor) by age in days. One query."""
+    counts = {band: {"open": 0, "answered": 0} for band in QUERY_AGE_BANDS}
+    for state, raised_at in queries.unresolved().values_list("state", "raised_at"):
+        age = (today - raised_at.date()).days
+        for low, high in QUERY_AGE_BANDS:
+            if age >= low and (high is None or age <= high):
+                counts[(low, high)][state if state in ("open", "answered") else "open"] += 1
+                break
+    return [
+        QueryAgeBand(
+            f"{low}-{high} days" if high is not None else f"over {low - 1} days", c["open"], c["answered"]
+        )
+        for (low, high), c in counts.items()
+    ]
+
+
 @dataclass
 class Dashboard:
     scope: str
@@ -461,6 +490,7 @@ class Dashboard:
     scores: list[tuple[ScoreTrajectory, str]]
     adverse_events: AdverseEventSummary
     completeness: list[Completeness]
+    query_ages: list[QueryAgeBand]
 
 
 def dashboard_for(*, user, site=None) -> Dashboard:
@@ -509,4 +539,8 @@ def dashboard_for(*, user, site=None) -> Dashboard:
         scores=[(t, score_svg(t)) for t in trajectories],
         adverse_events=events,
         completeness=form_completeness(visits, {m.visit_id for m in measurements}),
+        query_ages=open_queries_by_age(
+            scoped(Query.objects.visible_to(user), "participant__site"),
+            today=site_today(site) if site is not None else timezone.localdate(),
+        ),
     )

@@ -388,3 +388,32 @@ def test_query_count_does_not_grow_with_participants(
     with time_machine.travel(READ_ON, tick=False):
         page = client.get(reverse("dashboard")).content.decode()
     assert page.count("<tr data-participant=") == 12
+
+
+def test_open_queries_by_age(client, investigator, coordinator, study, make_user, site_a):  # noqa: F811
+    from trial.data_management import services as dm
+
+    monitor = make_user(role=Role.MONITOR, sites=[site_a])
+    p1_w0 = study["p1"].visits.get(code="W0")
+    first = dm.query_raise(
+        actor=monitor, record=p1_w0, field_name="visit_date", text="Please confirm the date."
+    )
+    dm.query_raise(
+        actor=monitor, record=study["p2"].visits.get(code="W0"), field_name="", text="Late visit: why?"
+    )
+    dm.query_answer(actor=coordinator, query=first, answer="Confirmed from the clinic notes.")
+    page = page_of(client, investigator)
+    age = (READ_ON.date() - dt.date(2026, 11, 3)).days
+    band = next(
+        label
+        for label, low, high in [
+            ("0-7 days", 0, 7),
+            ("8-14 days", 8, 14),
+            ("15-30 days", 15, 30),
+            ("over 30 days", 31, 10**6),
+        ]
+        if low <= age <= high
+    )
+    table = page.split('id="query-ages"')[1].split("</table>")[0]
+    row = table.split(f'<th scope="row">{band}</th>')[1].split("</tr>")[0]
+    assert re.findall(r'<td class="text-end">([^<]*)</td>', row) == ["1", "1"]
