@@ -32,6 +32,7 @@ from participants.models import (
     WithdrawalScope,
 )
 from participants.visits import visits_plan
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.models import Site, User
 
@@ -58,19 +59,16 @@ def _announce(task_name: str, *args: Any) -> None:
         try:
             app.send_task(task_name, args=list(args), retry=False)
         except Exception:  # noqa: BLE001 - any broker failure; logged, the sweep catches up
-            logger.warning("Could not enqueue %s%r; the periodic sweep will do it.", task_name, args, exc_info=True)
+            logger.warning(
+                "Could not enqueue %s%r; the periodic sweep will do it.", task_name, args, exc_info=True
+            )
 
     transaction.on_commit(send)
 
 
 def _require(actor: User | None, permission: str) -> None:
+    """For study-wide records (consent documents) that belong to no site."""
     if actor is not None and not actor.has_perm(permission):
-        raise PermissionDenied
-
-
-def _require_site(actor: User | None, site: Site) -> None:
-    """Site isolation in the service too: an actor acts only at their own sites."""
-    if actor is not None and not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
         raise PermissionDenied
 
 
@@ -126,8 +124,7 @@ def screening_create(
     medical_record_number: str = "",
 ) -> Screening:
     """Record a person screened at a site; gives them a screening number and an empty checklist."""
-    _require(actor, "participants.add_screening")
-    _require_site(actor, site)
+    require_site_permission(actor, "participants.add_screening", site)
     screening = Screening(
         site=site,
         first_name=first_name.strip(),
@@ -154,8 +151,7 @@ def screening_update(
 ) -> Screening:
     """Correct the screening record (a saved record: needs a reason). Eligibility is re-assessed,
     since age depends on the dates."""
-    _require(actor, "participants.change_screening")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.change_screening", screening.site)
     reason = reason_required(reason)
     unknown = set(data) - set(SCREENING_EDITABLE_FIELDS)
     if unknown:
@@ -184,8 +180,7 @@ def eligibility_record(
     *, actor: User | None, screening: Screening, answers: dict[str, Any], reason: str | None = None
 ) -> EligibilityAssessment:
     """Save the eligibility checklist. The first entry needs no reason; changing saved answers does."""
-    _require(actor, "participants.change_eligibilityassessment")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.change_eligibilityassessment", screening.site)
     unknown = set(answers) - set(EligibilityAssessment.ANSWER_FIELDS)
     if unknown:
         raise ValidationError(
@@ -213,8 +208,7 @@ def eligibility_record(
 @transaction.atomic
 def eligibility_confirm(*, actor: User, screening: Screening) -> EligibilityAssessment:
     """The investigator confirms the computed eligibility; recorded with their name and the time."""
-    _require(actor, "participants.confirm_eligibility")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.confirm_eligibility", screening.site)
     assessment = (
         EligibilityAssessment.objects.select_for_update().select_related("screening").get(screening=screening)
     )
@@ -298,8 +292,7 @@ def consent_record(
     witness_name: str = "",
 ) -> ConsentRecord:
     """Record a signed consent (initial or re-consent) to a version in force on the consent date."""
-    _require(actor, "participants.add_consentrecord")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.add_consentrecord", screening.site)
     if not attestation:
         raise ValidationError({"attestation": _("The participant must confirm the attestation to consent.")})
     if not participant_signature.strip():
@@ -336,8 +329,7 @@ def consent_withdraw(
     """Record a withdrawal of consent. Withdrawals that stop contact also end the participant's
     time on study, so no further visit, questionnaire or reminder goes out (they are all drawn
     from `Participant.objects.contactable()`)."""
-    _require(actor, "participants.add_consentwithdrawal")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.add_consentwithdrawal", screening.site)
     if scope not in WithdrawalScope.values:
         raise ValidationError({"scope": _("Choose what the participant withdraws from.")})
     if withdrawn_on > timezone.localdate():
@@ -360,7 +352,9 @@ def consent_withdraw(
             participant.end_reason_detail = reason.strip()
             participant.save()
         if participant and scope in ConsentWithdrawal.STOPS_CONTACT:
-            _announce("pro_measures.tasks.reminders_cancel_for_participant", participant.pk, "consent withdrawn")
+            _announce(
+                "pro_measures.tasks.reminders_cancel_for_participant", participant.pk, "consent withdrawn"
+            )
     return withdrawal
 
 
@@ -377,8 +371,7 @@ def participant_enroll(
     """Enrol an eligible, confirmed, consented person: assigns the study id <site>-<nnn>.
 
     The database's enrolment guard re-checks eligibility confirmation and consent."""
-    _require(actor, "participants.enroll_participant")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.enroll_participant", screening.site)
     screening = (
         Screening.objects.select_for_update(of=("self",))
         .select_related("site", "eligibility")
@@ -427,8 +420,7 @@ def participant_enroll(
 @transaction.atomic
 def screening_decline(*, actor: User, screening: Screening, note: str) -> Screening:
     """An eligible person who will not be enrolled (declined, lost before enrolment)."""
-    _require(actor, "participants.change_screening")
-    _require_site(actor, screening.site)
+    require_site_permission(actor, "participants.change_screening", screening.site)
     note = reason_required(note)
     if screening.outcome == ScreeningOutcome.ENROLLED:
         raise ValidationError(_("This person is enrolled; end their participation instead."))
@@ -448,8 +440,7 @@ def participant_end(
     *, actor: User, participant: Participant, ended_on: dt.date, end_reason: str, detail: str = ""
 ) -> Participant:
     """End a participant's time on study: completion, early withdrawal or termination."""
-    _require(actor, "participants.change_participant")
-    _require_site(actor, participant.site)
+    require_site_permission(actor, "participants.change_participant", participant.site)
     if participant.status != ParticipantStatus.ON_STUDY:
         raise ValidationError(_("This participant's time on study has already ended."))
     if end_reason not in EndReason.values:

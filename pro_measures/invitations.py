@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -31,8 +31,9 @@ from pro_measures.models import (
     ResponseSource,
     Score,
 )
+from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
-from trial.models import Site, User
+from trial.models import User
 from trial.protocol import PROTOCOL
 
 TOKEN_BYTES = 32  # 256 bits; the issue asks for at least 128
@@ -283,7 +284,7 @@ def response_enter_paper(
     *, actor: User, invitation: Invitation, answers: dict[str, Any], completed_on: dt.date
 ) -> Response:
     """Staff enter a paper questionnaire on the patient's behalf (source recorded)."""
-    _require(actor, invitation.participant.site)
+    require_site_permission(actor, "pro_measures.change_invitation", invitation.participant.site)
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if locked.status not in OPEN_STATUSES:
         raise ValidationError(_("This questionnaire was already completed or closed."))
@@ -314,20 +315,10 @@ def response_enter_paper(
     return response
 
 
-def _require(actor: User | None, site: Site) -> None:
-    if actor is None:
-        return
-    if (
-        not actor.has_perm("pro_measures.change_invitation")
-        or not Site.objects.visible_to(actor).filter(pk=site.pk).exists()
-    ):
-        raise PermissionDenied
-
-
 @transaction.atomic
 def invitation_revoke(*, actor: User, invitation: Invitation, reason: str) -> Invitation:
     """Revoke: every link stops working and pending reminders are cancelled at once."""
-    _require(actor, invitation.participant.site)
+    require_site_permission(actor, "pro_measures.change_invitation", invitation.participant.site)
     reason = reason_required(reason)
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if locked.status not in OPEN_STATUSES:
@@ -348,7 +339,7 @@ def invitation_resend(*, actor: User, invitation: Invitation) -> Reminder:
     """Send the invitation again now (a new link; earlier links keep working)."""
     from pro_measures import reminders
 
-    _require(actor, invitation.participant.site)
+    require_site_permission(actor, "pro_measures.change_invitation", invitation.participant.site)
     if invitation.status_at(timezone.now()) not in OPEN_STATUSES:
         raise ValidationError(_("Only an open questionnaire can be sent again."))
     return reminders.schedule_resend(invitation)
