@@ -222,7 +222,7 @@ def reminders_retime(*, now: dt.datetime | None = None) -> int:
 # --- The tick ------------------------------------------------------------------------------------
 
 
-def _why_not(row: Reminder, now: dt.datetime) -> str | None:
+def _why_not(row: Reminder, now: dt.datetime, contactable_ids: set[int]) -> str | None:
     """Why a due reminder must not go out any more (None: send it)."""
     if row.invitation_id:
         invitation = row.invitation
@@ -237,7 +237,7 @@ def _why_not(row: Reminder, now: dt.datetime) -> str | None:
         participant = row.visit.participant
     else:
         return None  # digests go to staff
-    if not Participant.objects.contactable().filter(pk=participant.pk).exists():
+    if participant.pk not in contactable_ids:
         return "participant may not be contacted"
     if not participant.email:
         return "no e-mail address"
@@ -280,8 +280,17 @@ def reminders_send_due(
             )
             if not batch:
                 break
+            # Who may still be contacted: one query per batch, not one per reminder.
+            participant_ids = {
+                r.invitation.participant_id if r.invitation_id else r.visit.participant_id
+                for r in batch
+                if r.invitation_id or r.visit_id
+            }
+            contactable_ids = set(
+                Participant.objects.contactable().filter(pk__in=participant_ids).values_list("pk", flat=True)
+            )
             for row in batch:
-                reason = _why_not(row, now)
+                reason = _why_not(row, now, contactable_ids)
                 if reason:
                     row.state, row.cancelled_reason = ReminderState.CANCELLED, reason[:100]
                     row.save(update_fields=["state", "cancelled_reason"])
