@@ -7,7 +7,7 @@ PORT ?= 8000
 DEPLOY_ENV := ENV_FILE= DEBUG=false ALLOWED_HOSTS=edc.example.org SECURE_SSL_REDIRECT=true SECURE_COOKIES=true \
 	SECRET_KEY=deploy-check-$$(printf 'k%.0s' {1..60}) SITE_URL=https://edc.example.org
 
-.PHONY: run test venv dev-deps assets env preflight migrate demo lint check-deploy bench clean
+.PHONY: run test venv dev-deps assets env preflight migrate demo lint check-deploy bench backup restore clean
 
 run: venv assets env preflight migrate demo
 	@echo ""
@@ -57,6 +57,16 @@ demo: migrate
 
 lint: dev-deps
 	.venv/bin/ruff check .
+
+# Database (audit trail included) + uploaded files, with a manifest of SHA-256 hashes and row counts.
+BACKUP_DIR ?= var/backups
+backup: venv env
+	$(PY) manage.py backup --to $(BACKUP_DIR)
+
+# Into a new database only: make restore BACKUP=var/backups/edc-backup-... RESTORE_DATABASE=sts_edc_restored
+restore: venv env
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<backup folder> [RESTORE_DATABASE=<new database>] [RESTORE_MEDIA_ROOT=<empty folder>]"; exit 2; }
+	$(PY) manage.py restore "$(BACKUP)"
 
 clean:
 	rm -rf .venv node_modules var
