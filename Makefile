@@ -55,6 +55,13 @@ migrate: preflight
 demo: migrate
 	$(PY) manage.py seed_demo
 
+# The benchmark of issue #9 (bench/): gunicorn on loopback at each size, targets checked, results in
+# bench/results/. `make bench BENCH_SIZES=200` is a quick run; 10,000 participants take a while.
+BENCH_SIZES ?= 200,10000
+BENCH_SEED ?= 1
+bench: dev-deps assets
+	$(PY) -m bench.run --sizes "$(BENCH_SIZES)" --seed "$(BENCH_SEED)"
+
 lint: dev-deps
 	.venv/bin/ruff check .
 

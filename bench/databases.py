@@ -1,0 +1,96 @@
+"""The benchmark's own databases, sts_edc_bench_<N>: created, migrated and seeded once, then reused.
+
+A database remembers what it was seeded with in its PostgreSQL comment; it is reused when the
+size and seed match, and migrated on every run (a no-op unless a migration landed since).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from bench.environment import PROJECT_DIR, STATIC_ROOT, bench_environment, database_url
+
+MANAGE = [sys.executable, str(PROJECT_DIR / "manage.py")]
+
+
+def database_name(size: int) -> str:
+    return f"sts_edc_bench_{size}"
+
+
+def _admin_connection():
+    connection = psycopg2.connect(database_url("postgres"))
+    connection.autocommit = True
+    return connection
+
+
+def _marker(size: int, seed: int) -> str:
+    return f"bench seed_demo participants={size} seed={seed}"
+
+
+def _comment(name: str) -> str | None:
+    """The database's comment; None if there is no such database."""
+    with _admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [name]
+        )
+        row = cursor.fetchone()
+    return None if row is None else (row[0] or "")
+
+
+def _execute(statement: sql.Composable) -> None:
+    connection = _admin_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def _manage(name: str, *args: str, log: Path) -> None:
+    with open(log, "ab") as out:
+        subprocess.run(  # noqa: S603 - fixed argv: our interpreter and manage.py, no shell
+            [*MANAGE, *args], cwd=PROJECT_DIR, env=bench_environment(name), stdout=out, stderr=out, check=True
+        )
+
+
+def seed_options(size: int, seed: int) -> list[str]:
+    """seed_demo's options for a synthetic data set, when this checkout's seed_demo has them
+    (issue #9 item 1); otherwise none, and the database holds the small demo data."""
+    help_text = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [*MANAGE, "seed_demo", "--help"],
+        cwd=PROJECT_DIR,
+        env=bench_environment("postgres"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return ["--participants", str(size), "--seed", str(seed)] if "--participants" in help_text else []
+
+
+def prepared_database(size: int, seed: int, *, log: Path) -> str:
+    """The name of a migrated database holding `size` seeded participants (created if needed)."""
+    name = database_name(size)
+    options = seed_options(size, seed)
+    marker = _marker(size, seed) if options else "bench seed_demo small demo data"
+    comment = _comment(name)
+    if comment is not None and comment != marker:
+        _execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        comment = None
+    if comment is None:
+        _execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    _manage(name, "migrate", "--no-input", log=log)
+    if comment != marker:
+        _manage(name, "seed_demo", *options, log=log)
+        _execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(marker)))
+    return name
+
+
+def collected_static(*, log: Path) -> None:
+    """Static files collected once (the manifest storage serves hashed names, as in production)."""
+    if not (STATIC_ROOT / "staticfiles.json").exists():
+        _manage("postgres", "collectstatic", "--no-input", log=log)
