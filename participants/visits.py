@@ -16,7 +16,7 @@ from participants.models import Participant, ParticipantStatus, Visit, VisitStat
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.models import Site, User
-from trial.protocol import PROTOCOL
+from trial.protocol import PROTOCOL, VisitDefinition
 
 
 def site_today(site: Site, *, now: dt.datetime | None = None) -> dt.date:
@@ -24,24 +24,30 @@ def site_today(site: Site, *, now: dt.datetime | None = None) -> dt.date:
     return timezone.localtime(now or timezone.now(), site.zone).date()
 
 
+def planned_visit(
+    *, participant: Participant, definition: VisitDefinition, number: int, baseline: dt.date
+) -> Visit:
+    """The unsaved visit `definition` of the schedule (the `number`th, from 1), planned from a baseline."""
+    opens, target, closes = definition.window(baseline)
+    return Visit(
+        participant=participant,
+        code=definition.code,
+        definition_code=definition.code,
+        name=str(definition.name),
+        sequence=number * 10,
+        protocol_version=PROTOCOL.version,
+        target_date=target,
+        window_opens=opens,
+        window_closes=closes,
+    )
+
+
 def visits_plan(*, participant: Participant, baseline: dt.date) -> list[Visit]:
     """Plan every scheduled visit of the protocol from a baseline date (called at enrolment)."""
-    visits = []
-    for sequence, definition in enumerate(PROTOCOL.planned_visits, start=1):
-        opens, target, closes = definition.window(baseline)
-        visits.append(
-            Visit(
-                participant=participant,
-                code=definition.code,
-                definition_code=definition.code,
-                name=str(definition.name),
-                sequence=sequence * 10,
-                protocol_version=PROTOCOL.version,
-                target_date=target,
-                window_opens=opens,
-                window_closes=closes,
-            )
-        )
+    visits = [
+        planned_visit(participant=participant, definition=definition, number=number, baseline=baseline)
+        for number, definition in enumerate(PROTOCOL.planned_visits, start=1)
+    ]
     return Visit.objects.bulk_create(visits)
 
 

@@ -75,10 +75,10 @@ def _invitation_key(invitation_id: int, kind: str, sequence: int) -> str:
     return f"inv:{invitation_id}:{kind}:{sequence}"
 
 
-def schedule_for_invitation(invitation: Invitation) -> int:
-    """Create the invitation's reminder rows (idempotent: the unique key makes a repeat a no-op)."""
+def invitation_reminders(invitation: Invitation) -> list[Reminder]:
+    """The invitation's reminder rows under the current rules, unsaved and pending."""
     fingerprint = _rules().fingerprint
-    rows = [
+    return [
         Reminder(
             key=_invitation_key(invitation.pk, kind, sequence),
             kind=kind,
@@ -91,7 +91,11 @@ def schedule_for_invitation(invitation: Invitation) -> int:
         )
         for kind, sequence, due in invitation_schedule(invitation)
     ]
-    return len(Reminder.objects.bulk_create(rows, ignore_conflicts=True))
+
+
+def schedule_for_invitation(invitation: Invitation) -> int:
+    """Create the invitation's reminder rows (idempotent: the unique key makes a repeat a no-op)."""
+    return len(Reminder.objects.bulk_create(invitation_reminders(invitation), ignore_conflicts=True))
 
 
 def schedule_resend(invitation: Invitation) -> Reminder:
