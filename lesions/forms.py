@@ -172,6 +172,12 @@ SELECT = "form-select form-select-sm"
 CHECK = "form-check-input"
 
 
+def _width(rem: str) -> str:
+    """The class of static/css/edc.css that sets this width ("5.5rem" -> "w-5-5rem"): the
+    Content-Security-Policy refuses style="" attributes."""
+    return "w-" + rem.replace(".", "-")
+
+
 def _number(model, name, width: str) -> forms.Field:
     """The model's decimal field, with its plausibility limits checked by the form too: a model
     field's validators do not reach its form field, and here each error belongs next to its input."""
@@ -183,7 +189,7 @@ def _number(model, name, width: str) -> forms.Field:
         elif isinstance(validator, MaxValueValidator):
             limits["max_value"] = validator.limit_value
     field = model_field.formfield(required=False, **limits)
-    field.widget.attrs.update({"class": SMALL, "style": f"width:{width}", "inputmode": "decimal"})
+    field.widget.attrs.update({"class": f"{SMALL} {_width(width)}", "inputmode": "decimal"})
     return field
 
 
@@ -208,12 +214,12 @@ def _measurement_fields() -> dict[str, forms.Field]:
         "operator": forms.CharField(required=False, max_length=200),
         "device": forms.CharField(required=False, max_length=200),
     }
-    fields["depth_not_measurable_reason"].widget.attrs.update({"class": SELECT, "style": "width:11rem"})
-    fields["doppler_signal"].widget.attrs.update({"class": SELECT, "style": "width:7.5rem"})
+    fields["depth_not_measurable_reason"].widget.attrs.update({"class": f"{SELECT} {_width('11rem')}"})
+    fields["doppler_signal"].widget.attrs.update({"class": f"{SELECT} {_width('7.5rem')}"})
     for name in ("posterior_shadowing", "overlying_ulceration"):
         fields[name].widget.attrs["class"] = CHECK
     for name in ("operator", "device"):
-        fields[name].widget.attrs.update({"class": SMALL, "style": "width:9rem"})
+        fields[name].widget.attrs.update({"class": f"{SMALL} {_width('9rem')}"})
     return fields
 
 
@@ -244,11 +250,11 @@ def _injection_fields() -> dict[str, forms.Field]:
         ),
         "complication_detail": forms.CharField(required=False, max_length=300),
     }
-    fields["concentration_mg_per_ml"].widget.attrs.update({"class": SELECT, "style": "width:8rem"})
-    fields["needle_gauge"].widget.attrs.update({"class": SELECT, "style": "width:5.5rem"})
-    fields["immediate_pain"].widget.attrs.update({"class": SMALL, "style": "width:4.5rem"})
+    fields["concentration_mg_per_ml"].widget.attrs.update({"class": f"{SELECT} {_width('8rem')}"})
+    fields["needle_gauge"].widget.attrs.update({"class": f"{SELECT} {_width('5.5rem')}"})
+    fields["immediate_pain"].widget.attrs.update({"class": f"{SMALL} {_width('4.5rem')}"})
     fields["immediate_complications"].widget.attrs["class"] = CHECK
-    fields["complication_detail"].widget.attrs.update({"class": SMALL, "style": "width:12rem"})
+    fields["complication_detail"].widget.attrs.update({"class": f"{SMALL} {_width('12rem')}"})
     for name in ("local_anaesthetic_mixed", "ultrasound_guided"):
         fields[name].widget.attrs["class"] = CHECK
     return fields

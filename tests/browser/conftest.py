@@ -4,6 +4,8 @@ Every page a flow reaches goes through `checkpoint(step)` (or `visit(path, step)
 
 - fails the test if the page's stylesheets or scripts did not load, or Bootstrap is not applied
   (axe's colour-contrast rule means nothing on an unstyled page);
+- fails the test if the browser refused anything under the Content-Security-Policy (an inline
+  script or style, a foreign source), at the checkpoint and, for any later page, at the test's end;
 - runs axe-core with the WCAG 2.0/2.1 level A and AA rules and fails the test listing every
   violation;
 - saves a full-page screenshot to var/screenshots/<test>-<nn>-<step>.png (var/ is git-ignored).
@@ -24,7 +26,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.conf import settings
 from django.test import Client
-from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, sync_playwright
 
 from tests.conftest import sign_in
 
@@ -78,6 +80,8 @@ class _Failures:
 
     origin: str
     items: list[str] = field(default_factory=list)
+    # What Chromium refused under the Content-Security-Policy (it says so on the console).
+    csp_violations: list[str] = field(default_factory=list)
 
     def on_response(self, response: Response) -> None:
         request = response.request
@@ -88,6 +92,10 @@ class _Failures:
     def on_request_failed(self, request: Request) -> None:
         if request.resource_type != "document" and request.url.startswith(self.origin):
             self.items.append(f"{request.failure} {request.url}")
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(f"{message.location.get('url', '')}: {message.text}")
 
 
 @pytest.fixture
@@ -103,8 +111,10 @@ def page(browser: Browser, live_server, transactional_db, asset_failures) -> Ite
     page = context.new_page()
     page.on("response", asset_failures.on_response)
     page.on("requestfailed", asset_failures.on_request_failed)
+    page.on("console", asset_failures.on_console)
     yield page
     context.close()
+    assert_no_csp_violations(asset_failures)
 
 
 def assert_accessible(page: Page, step: str = "") -> None:
@@ -135,6 +145,12 @@ def assert_styled(page: Page, failures: list[str]) -> None:
     assert primary, f"Bootstrap's CSS is not applied on {page.url}"
 
 
+def assert_no_csp_violations(failures: _Failures) -> None:
+    assert not failures.csp_violations, "Content-Security-Policy violations:\n" + "\n".join(
+        failures.csp_violations
+    )
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
@@ -155,6 +171,7 @@ def checkpoint(page: Page, asset_failures: _Failures, request) -> Callable[[str]
         # Screenshot first, so a failing page can still be looked at.
         page.screenshot(path=SCREENSHOTS / f"{test_name}-{count:02d}-{_slug(step)}.png", full_page=True)
         assert_styled(page, asset_failures.items)
+        assert_no_csp_violations(asset_failures)
         assert_accessible(page, step)
 
     return check
