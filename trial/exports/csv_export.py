@@ -11,7 +11,7 @@ from typing import TextIO
 
 from django.db import models
 
-from trial.audit import DELETE, INSERT, event_model_for, hidden_fields_for
+from trial.exports.audit_trail import audit_entries
 from trial.exports.deidentify import Deidentifier
 from trial.exports.dictionary import DICTIONARY_HEADER, FORMS, FormSpec, dictionary_rows
 from trial.exports.records import UserNames, form_records, format_timestamp, format_value
@@ -76,12 +76,6 @@ def write_dictionary(out: TextIO, **_kwargs) -> int:
     for row in dictionary_rows():
         writer.row(row)
     return writer.rows
-
-
-def _count(forms: Iterable[FormSpec], participants: models.QuerySet) -> int:
-    from trial.exports.records import form_queryset
-
-    return sum(form_queryset(spec, participants).count() for spec in forms)
 
 
 def write_long(
@@ -150,8 +144,7 @@ def write_long(
                         )
                     )
             done += 1
-            if done % 200 == 0:
-                progress(done)
+            progress(done)
     return writer.rows
 
 
@@ -171,68 +164,29 @@ def write_wide(
                 *(format_value(f, record.raw(f)) for f in form.fields),
             )
         )
-        if writer.rows % 200 == 0:
-            progress(writer.rows)
+        progress(writer.rows)
     return writer.rows
 
 
 def write_audit_trail(out: TextIO, *, participants: models.QuerySet, user, progress: Progress, **_kw) -> int:
-    """Every create, change and delete of the exported forms' records, oldest first per record:
-    when (UTC), who, old -> new value, reason. Identifying values the user may not read show as
-    "hidden"."""
-    from trial.exports.records import BATCH_SIZE, _batches, _follow, form_queryset
-
+    """One row per changed value: when (UTC), who, action, old -> new value, reason (see
+    `audit_trail.audit_entries`; identifying values the user may not read show as "hidden")."""
     writer = SafeWriter(out)
     writer.header(AUDIT_HEADER)
-    names = UserNames()
-    records_done = 0  # progress counts records, as the job's total does
-    for spec in FORMS:
-        event_model = event_model_for(spec.model)
-        columns = {f.attname for f in event_model._meta.concrete_fields}
-        fields = [f for f in spec.fields if f.attname in columns]
-        hidden = hidden_fields_for(spec.model, user)
-        rows = form_queryset(spec, participants).iterator(chunk_size=BATCH_SIZE)
-        for batch in _batches(rows, BATCH_SIZE):
-            study_ids = {obj.pk: _follow(obj, spec.participant_path).study_id for obj in batch}
-            events = event_model.objects.filter(pgh_obj_id__in=list(study_ids)).order_by(
-                "pgh_obj_id", "pgh_id"
+    for entry in audit_entries(participants, user=user, progress=progress):
+        for change in entry.changes:
+            writer.row(
+                (
+                    format_timestamp(entry.at),
+                    entry.who,
+                    entry.action,
+                    entry.study_id,
+                    entry.spec.code,
+                    entry.record_id,
+                    change.field.name,
+                    change.old,
+                    change.new,
+                    entry.reason,
+                )
             )
-            previous = None
-            for event in events.iterator(chunk_size=BATCH_SIZE * 4):
-                if previous is not None and previous.pgh_obj_id != event.pgh_obj_id:
-                    previous = None
-                ctx = event.pgh_context or {}
-                who = names(ctx.get("user")) or str(ctx.get("actor") or "")
-                for f in fields:
-                    new = getattr(event, f.attname)
-                    old = getattr(previous, f.attname) if previous is not None else None
-                    if event.pgh_label == INSERT and new in (None, "", []):
-                        continue
-                    if event.pgh_label not in (INSERT, DELETE) and old == new:
-                        continue
-
-                    def show(value, f=f, hidden=hidden):
-                        if f.name in hidden and value not in (None, ""):
-                            return "hidden"
-                        return format_value(f, value)
-
-                    writer.row(
-                        (
-                            format_timestamp(event.pgh_created_at),
-                            who,
-                            event.pgh_label,
-                            study_ids[event.pgh_obj_id],
-                            spec.code,
-                            event.pgh_obj_id,
-                            f.name,
-                            ""
-                            if event.pgh_label == INSERT
-                            else show(old if event.pgh_label != DELETE else new),
-                            "" if event.pgh_label == DELETE else show(new),
-                            ctx.get("reason") or "",
-                        )
-                    )
-                previous = event
-            records_done += len(batch)
-            progress(records_done)
     return writer.rows

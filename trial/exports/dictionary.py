@@ -14,6 +14,7 @@ from functools import cached_property
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils.text import capfirst
 
 from lesions.models import Injection, Lesion, UltrasoundMeasurement
 from participants.models import AdverseEvent, AEReview, Participant, PregnancyTest, ProtocolDeviation, Visit
@@ -58,7 +59,7 @@ class FormSpec:
 
     @property
     def label(self) -> str:
-        return str(self.model._meta.verbose_name).capitalize()
+        return capfirst(str(self.model._meta.verbose_name))  # "STS injection", not "Sts injection"
 
     @cached_property
     def fields(self) -> tuple[ExportField, ...]:

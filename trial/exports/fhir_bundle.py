@@ -37,7 +37,7 @@ def write_fhir_bundle(out: BinaryIO, *, participants: models.QuerySet, progress=
         )
         out.write((b", " if count else b"") + entry + b"}")
         count += 1
-        if progress and count % 200 == 0:
+        if progress:
             progress(count)
     out.write(b"]}")
     return count

@@ -18,6 +18,7 @@ class ExportKind(models.TextChoices):
     FHIR = "fhir", _("Questionnaire responses, FHIR R4 bundle (JSON)")
     DEIDENTIFIED = "deidentified", _("De-identified data, long format (CSV, HIPAA Safe Harbor)")
     AUDIT_TRAIL = "audit_trail", _("Audit trail (CSV)")
+    AUDIT_TRAIL_PDF = "audit_trail_pdf", _("Audit trail (PDF for inspectors; ZIP of PDF parts when long)")
 
 
 class ExportStatus(models.TextChoices):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from lxml import etree
 
 from trial.exports.dictionary import FORMS, DataType, ExportField, FormSpec, visits_for_form
-from trial.exports.records import BATCH_SIZE, Record, _batches, form_records, format_value
+from trial.exports.records import BATCH_SIZE, Record, form_records, format_value, participant_batches
 from trial.models import Site, User
 from trial.protocol import PROTOCOL, VisitKind
 from trial.signatures.models import Signature, SignatureMeaning, SignatureStatus
@@ -26,7 +26,6 @@ ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 ODM_VERSION = "1.3.2"
 STUDY_EVENT = "STUDY"  # forms not collected at a visit (enrolment, lesions, deviations)
 SYSTEM_USER = "USR.SYSTEM"
-PARTICIPANTS_PER_BATCH = 50
 
 
 def study_oid() -> str:
@@ -313,10 +312,7 @@ def write_odm(
             if include_audit:
                 xf.write(_admin_data())
             with xf.element(_el("ClinicalData"), StudyOID=study_oid(), MetaDataVersionOID=mdv_oid()):
-                ordered = participants.select_related("site").order_by("study_id")
-                for batch in _batches(
-                    ordered.iterator(chunk_size=PARTICIPANTS_PER_BATCH), PARTICIPANTS_PER_BATCH
-                ):
+                for batch in participant_batches(participants):
                     ids = [p.pk for p in batch]
                     in_batch = participants.model.objects.filter(pk__in=ids)
                     per_participant: dict[int, list[Record]] = defaultdict(list)
@@ -334,6 +330,6 @@ def write_odm(
                         values += len(element.findall(f".//{_el('ItemData')}"))
                         xf.write(element)
                         done += 1
-                    if progress:
-                        progress(done)
+                        if progress:
+                            progress(done)
     return values

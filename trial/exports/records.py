@@ -18,6 +18,7 @@ from trial.audit import DELETE, event_model_for
 from trial.exports.dictionary import DataType, ExportField, FormSpec
 
 BATCH_SIZE = 500
+PARTICIPANTS_PER_BATCH = 50
 
 
 @dataclass
@@ -79,6 +80,14 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def participant_batches(
+    participants: models.QuerySet, size: int = PARTICIPANTS_PER_BATCH
+) -> Iterator[list[Participant]]:
+    """The participants (with their site) in study id order, `size` at a time."""
+    ordered = participants.select_related("site").order_by("study_id")
+    return _batches(ordered.iterator(chunk_size=size), size)
 
 
 def _follow(obj: models.Model, path: str | None):

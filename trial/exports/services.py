@@ -14,10 +14,11 @@ from django.utils.translation import gettext as _
 
 from participants.models import Participant
 from trial.audit import audit_context
-from trial.exports import csv_export, fhir_bundle, odm
+from trial.exports import audit_pdf, csv_export, fhir_bundle, odm
 from trial.exports.deidentify import Deidentifier
 from trial.exports.dictionary import FORMS, form_by_code
 from trial.exports.models import ExportJob, ExportKind, ExportStatus
+from trial.exports.progress import ProgressReporter
 from trial.exports.records import form_queryset
 from trial.models import Site
 
@@ -116,18 +117,11 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
             raise ValidationError(_("The person who asked for this export may no longer export data."))
         participants = export_participants(user=user, parameters=parameters)
         forms = [form_by_code(parameters.form)] if job.kind == ExportKind.CSV_WIDE else FORMS
-        total = sum(form_queryset(spec, participants).count() for spec in forms)
-        if job.kind == ExportKind.ODM:
-            total = participants.count()
-        elif job.kind == ExportKind.FHIR:
-            total = fhir_bundle.responses_for(participants).count()
-        ExportJob.objects.filter(pk=job.pk).update(total=total, progress=0)
-
-        def progress(done: int) -> None:
-            ExportJob.objects.filter(pk=job.pk).update(progress=done)
-
-        rows, digest, handle = _write(job, parameters, participants, user, progress)
-        name = f"{job.kind}-{timezone.now():%Y%m%d-%H%M%S}.{_EXTENSIONS.get(job.kind, 'csv')}"
+        ExportJob.objects.filter(pk=job.pk).update(total=_total(job.kind, forms, participants), progress=0)
+        rows, extension, digest, handle = _write(
+            job, parameters, participants, user, ProgressReporter(job.pk)
+        )
+        name = f"{job.kind}-{timezone.now():%Y%m%d-%H%M%S}.{extension}"
         with transaction.atomic(), audit_context(reason="export finished"):
             job.refresh_from_db()
             job.file.save(name, File(handle), save=False)
@@ -154,10 +148,37 @@ def _fail(job: ExportJob, message: str) -> None:
     job.refresh_from_db()
 
 
+# What the writers report progress in: participants (per-participant writers), responses (FHIR)
+# or records (the CSV writers).
+_BY_PARTICIPANT = (ExportKind.ODM, ExportKind.AUDIT_TRAIL, ExportKind.AUDIT_TRAIL_PDF)
+
+
+def _total(kind: str, forms, participants) -> int:
+    if kind in _BY_PARTICIPANT:
+        return participants.count()
+    if kind == ExportKind.FHIR:
+        return fhir_bundle.responses_for(participants).count()
+    return sum(form_queryset(spec, participants).count() for spec in forms)
+
+
 def _write(job, parameters: ExportParameters, participants, user, progress):
-    """Write the export to a temporary file; returns (rows, sha256, file positioned at 0)."""
+    """Write the export to a temporary file; returns (rows, file extension, sha256, file
+    positioned at 0)."""
     handle = tempfile.TemporaryFile()
-    if job.kind == ExportKind.ODM:
+    extension = _EXTENSIONS.get(job.kind, "csv")
+    if job.kind == ExportKind.AUDIT_TRAIL_PDF:
+        scope = (
+            _("participant %(study_id)s") % {"study_id": parameters.study_id} if parameters.study_id else ""
+        )
+        result = audit_pdf.write_audit_trail_pdf(
+            handle,
+            participants=participants,
+            user=user,
+            scope=scope or _("the whole study (sites %(sites)s)") % {"sites": _site_codes(parameters)},
+            progress=progress,
+        )
+        rows, extension = result.entries, result.extension
+    elif job.kind == ExportKind.ODM:
         rows = odm.write_odm(
             handle, participants=participants, include_audit=parameters.include_audit, progress=progress
         )
@@ -192,4 +213,10 @@ def _write(job, parameters: ExportParameters, participants, user, progress):
     for chunk in iter(lambda: handle.read(1 << 16), b""):
         digest.update(chunk)
     handle.seek(0)
-    return rows, digest.hexdigest(), handle
+    return rows, extension, digest.hexdigest(), handle
+
+
+def _site_codes(parameters: ExportParameters) -> str:
+    return ", ".join(
+        Site.objects.filter(pk__in=parameters.site_ids).order_by("code").values_list("code", flat=True)
+    )

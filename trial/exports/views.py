@@ -6,17 +6,23 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
 from trial.exports import services
 from trial.exports.forms import ExportRequestForm
-from trial.exports.models import ExportJob, ExportKind, ExportStatus
+from trial.exports.models import ExportJob, ExportStatus
 from trial.models import Site
 
-_CONTENT_TYPES = {ExportKind.ODM: "application/xml", ExportKind.FHIR: "application/fhir+json"}
+_CONTENT_TYPES = {
+    "xml": "application/xml",
+    "json": "application/fhir+json",
+    "pdf": "application/pdf",
+    "zip": "application/zip",
+    "csv": "text/csv; charset=utf-8",
+}
 
 
 @permission_required(services.EXPORT_PERMISSION, raise_exception=True)
@@ -42,18 +48,48 @@ def export_list_view(request: HttpRequest):
     return render(request, "exports/export_list.html", context, status=400 if form.errors else 200)
 
 
-@permission_required(services.EXPORT_PERMISSION, raise_exception=True)
-def export_download_view(request: HttpRequest, pk: int):
+def _own_job(request: HttpRequest, pk: int) -> ExportJob:
+    """The person's own export, while they may still see every site it covers."""
     job = get_object_or_404(ExportJob.objects.visible_to(request.user), pk=pk)
-    if job.status != ExportStatus.DONE or not job.file:
-        raise Http404
-    sites = set(job.parameters.get("site_ids") or [])
+    site_ids = job.parameters.get("site_ids") if isinstance(job.parameters, dict) else None
+    # A job with malformed parameters never has a file (it fails); its status is still its owner's.
+    sites = {i for i in site_ids if isinstance(i, int)} if isinstance(site_ids, list) else set()
     if sites - set(Site.objects.visible_to(request.user).values_list("pk", flat=True)):
         raise PermissionDenied
-    response = FileResponse(
-        job.file.open("rb"), as_attachment=True, filename=job.file.name.rsplit("/", 1)[-1]
+    return job
+
+
+@permission_required(services.EXPORT_PERMISSION, raise_exception=True)
+def export_status_view(request: HttpRequest, pk: int):
+    """The job's progress for the exports page's script (static/js/export_progress.js)."""
+    job = _own_job(request, pk)
+    done = job.status == ExportStatus.DONE and bool(job.file)
+    response = JsonResponse(
+        {
+            "status": job.status,
+            "label": str(job.get_status_display()),
+            "active": job.is_active,
+            "percent": job.percent,
+            "progress": job.progress,
+            "total": job.total,
+            "rows": job.row_count,
+            "error": job.error,
+            "download_url": reverse("exports:download", args=[job.pk]) if done else None,
+            "sha256": job.sha256 if done else "",
+        }
     )
-    response["Content-Type"] = _CONTENT_TYPES.get(job.kind, "text/csv; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@permission_required(services.EXPORT_PERMISSION, raise_exception=True)
+def export_download_view(request: HttpRequest, pk: int):
+    job = _own_job(request, pk)
+    if job.status != ExportStatus.DONE or not job.file:
+        raise Http404
+    filename = job.file.name.rsplit("/", 1)[-1]
+    response = FileResponse(job.file.open("rb"), as_attachment=True, filename=filename)
+    response["Content-Type"] = _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1], "application/octet-stream")
     response["Cache-Control"] = "no-store"
     response["X-Content-SHA256"] = job.sha256
     return response
@@ -62,4 +98,5 @@ def export_download_view(request: HttpRequest, pk: int):
 urlpatterns = [
     path("exports/", export_list_view, name="list"),
     path("exports/<int:pk>/download/", export_download_view, name="download"),
+    path("exports/<int:pk>/status/", export_status_view, name="status"),
 ]
