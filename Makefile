@@ -43,14 +43,20 @@ env: .env
 	cp .env.example .env
 	echo "SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))')" >> .env
 
+# Database set-up, migrations and backups connect as the owner; the site itself (web, worker,
+# beat, demo data) as the least-privilege runtime role named in .env's DATABASE_URL.
+OWNER_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/sts_edc
+AS_OWNER := DATABASE_URL=$(OWNER_DATABASE_URL)
+
 preflight: venv env
-	$(PY) manage.py preflight
+	$(AS_OWNER) $(PY) manage.py preflight
 
 preflight-test: dev-deps
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py preflight
 
 migrate: preflight
-	$(PY) manage.py migrate --no-input
+	$(AS_OWNER) $(PY) manage.py migrate --no-input
+	$(AS_OWNER) $(PY) manage.py db_runtime_role
 
 demo: migrate
 	$(PY) manage.py seed_demo
@@ -68,12 +74,12 @@ lint: dev-deps
 # Database (audit trail included) + uploaded files, with a manifest of SHA-256 hashes and row counts.
 BACKUP_DIR ?= var/backups
 backup: venv env
-	$(PY) manage.py backup --to $(BACKUP_DIR)
+	$(AS_OWNER) $(PY) manage.py backup --to $(BACKUP_DIR)
 
 # Into a new database only: make restore BACKUP=var/backups/edc-backup-... RESTORE_DATABASE=sts_edc_restored
 restore: venv env
 	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<backup folder> [RESTORE_DATABASE=<new database>] [RESTORE_MEDIA_ROOT=<empty folder>]"; exit 2; }
-	$(PY) manage.py restore "$(BACKUP)"
+	$(AS_OWNER) $(PY) manage.py restore "$(BACKUP)"
 
 clean:
 	rm -rf .venv node_modules var

@@ -21,7 +21,7 @@ APP_SERVICES = ("web", "worker", "beat")
 # ${VAR}, ${VAR:-default}, ${VAR:?message}; "$$" is compose's escape for a literal "$".
 COMPOSE_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 # Compose variables that configure another service, not the application.
-NOT_APP_SETTINGS = {"POSTGRES_PASSWORD": "postgres"}
+NOT_APP_SETTINGS = {"POSTGRES_PASSWORD": "postgres", "DATABASE_RUNTIME_PASSWORD": "migrate"}
 
 
 def compose() -> dict:
