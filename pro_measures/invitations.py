@@ -281,9 +281,16 @@ def response_submit(*, invitation: Invitation, now: dt.datetime | None = None) -
 
 @transaction.atomic
 def response_enter_paper(
-    *, actor: User, invitation: Invitation, answers: dict[str, Any], completed_on: dt.date
+    *,
+    actor: User,
+    invitation: Invitation,
+    answers: dict[str, Any],
+    completed_on: dt.date,
+    blanks_confirmed: bool = False,
 ) -> Response:
-    """Staff enter a paper questionnaire on the patient's behalf (source recorded)."""
+    """Staff enter a paper questionnaire on the patient's behalf (source recorded). Questions the
+    patient left blank on paper are stored as not answered once the person entering confirms it
+    (`blanks_confirmed`); the audit reason names them, and scores that need them are None."""
     require_site_permission(actor, "pro_measures.change_invitation", invitation.participant.site)
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if locked.status not in OPEN_STATUSES:
@@ -294,12 +301,13 @@ def response_enter_paper(
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
     missing = missing_required(definition, cleaned)
-    if missing:
+    if missing and not blanks_confirmed:
         raise ValidationError(_("Unanswered questions: %(items)s") % {"items": ", ".join(missing)})
     now = timezone.now()
-    with audit_context(
-        reason=f"paper questionnaire completed on {completed_on.isoformat()}", **actor_metadata(actor)
-    ):
+    reason = f"paper questionnaire completed on {completed_on.isoformat()}"
+    if missing:
+        reason += f"; left blank on the paper form: {', '.join(missing)}"
+    with audit_context(reason=reason, **actor_metadata(actor)):
         response, _created = Response.objects.select_for_update().get_or_create(
             invitation=locked,
             defaults={

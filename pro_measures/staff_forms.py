@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from pro_measures.instruments import INSTRUMENTS, Instrument, Item, ItemKind, Section
 from pro_measures.models import Invitation, InvitationStatus
@@ -61,13 +61,15 @@ def _yes_no(value: str) -> bool:
     return value == "yes"
 
 
-def item_field(item: Item) -> forms.Field:
-    """The staff form field of one questionnaire item, with the values the instrument allows."""
+def item_field(item: Item, *, required: bool | None = None) -> forms.Field:
+    """The staff form field of one questionnaire item, with the values the instrument allows.
+    `required` overrides the item's own rule (a paper form may carry a blank answer)."""
     label = str(item.text)
+    required = item.required if required is None else required
     if item.kind == ItemKind.CHOICE:
         return forms.TypedChoiceField(
             label=label,
-            required=item.required,
+            required=required,
             choices=[(option.value, f"{option.value}: {option.label}") for option in item.options],
             coerce=int,
             empty_value=None,
@@ -76,7 +78,7 @@ def item_field(item: Item) -> forms.Field:
     if item.kind == ItemKind.BOOLEAN:
         return forms.TypedChoiceField(
             label=label,
-            required=item.required,
+            required=required,
             choices=YES_NO,
             coerce=_yes_no,
             empty_value=None,
@@ -96,7 +98,7 @@ def item_field(item: Item) -> forms.Field:
             choices.append((value, f"{value} ({anchor})" if anchor else str(value)))
         return forms.TypedChoiceField(
             label=label,
-            required=item.required,
+            required=required,
             choices=choices,
             coerce=int,
             empty_value=None,
@@ -105,7 +107,7 @@ def item_field(item: Item) -> forms.Field:
     # A visual analogue scale: the mark measured with a ruler from the line's left end.
     return forms.IntegerField(
         label=label,
-        required=item.required,
+        required=required,
         min_value=item.minimum,
         max_value=item.maximum,
         help_text=_(
@@ -133,6 +135,14 @@ class PaperResponseForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}),
     )
 
+    blanks_confirmed = forms.BooleanField(
+        label=gettext_lazy("The questions I left empty were left blank by the patient on the paper form"),
+        required=False,
+        help_text=gettext_lazy(
+            "A blank answer is stored as not answered; scores that need it are then not scorable."
+        ),
+    )
+
     def __init__(self, *args, invitation: Invitation, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
         self.invitation = invitation
@@ -141,7 +151,8 @@ class PaperResponseForm(forms.Form):
         for item in self.definition.items:
             if item.link_id in self.fields:  # pragma: no cover - a definition error
                 raise ValueError(f"item {item.link_id!r} clashes with a form field")
-            self.fields[item.link_id] = item_field(item)
+            # A patient may leave a question blank on paper: the form must be able to say so.
+            self.fields[item.link_id] = item_field(item, required=False)
 
     def sections(self) -> list[tuple[Section, list[forms.BoundField]]]:
         return [
@@ -159,6 +170,33 @@ class PaperResponseForm(forms.Form):
                 % {"date": opens.isoformat()}
             )
         return day
+
+    def blank_required_items(self) -> list[Item]:
+        return [
+            item
+            for item in self.definition.items
+            if item.required
+            and self.cleaned_data.get(item.link_id) is None
+            and item.link_id not in self.errors
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        blank = self.blank_required_items()
+        if blank and not cleaned.get("blanks_confirmed"):
+            for item in blank:
+                self.add_error(item.link_id, _("No answer entered."))
+            raise forms.ValidationError(
+                ngettext(
+                    "%(count)d question has no answer. Enter it, or tick the box below if the patient "
+                    "left it blank on the paper form.",
+                    "%(count)d questions have no answer. Enter them, or tick the box below if the "
+                    "patient left them blank on the paper form.",
+                    len(blank),
+                )
+                % {"count": len(blank)}
+            )
+        return cleaned
 
     def cleaned_answers(self) -> dict[str, Any]:
         return {

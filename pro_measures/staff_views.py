@@ -439,6 +439,7 @@ class PaperResponseView(InvitationScopedMixin, FormView):
                 invitation=invitation,
                 answers=form.cleaned_answers(),
                 completed_on=completed_on,
+                blanks_confirmed=form.cleaned_data["blanks_confirmed"],
             )
         except ValidationError as exc:
             add_service_error(form, exc)

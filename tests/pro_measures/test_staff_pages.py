@@ -19,6 +19,7 @@ from pro_measures import invitations, reminders
 from pro_measures.models import Invitation, InvitationStatus, Reminder, ReminderState, Response
 from tests.participants.conftest import TODAY
 from tests.pro_measures.answers import HAQ_WORKED, as_post, complete_answers, invite
+from trial.audit import event_model_for
 from trial.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -218,7 +219,7 @@ def test_paper_entry_of_a_visual_analogue_scale_takes_millimetres(planned, coord
     [
         ({"eating_1": "7"}, "Select a valid choice"),
         ({"eating_1": "two"}, "Select a valid choice"),
-        ({"eating_1": ""}, "This field is required"),
+        ({"eating_1": ""}, "1 question has no answer"),
         ({"dressing_aids": "maybe"}, "Select a valid choice"),
         ({"completed_on": "yesterday"}, "Enter a valid date"),
         ({"completed_on": "2026-11-04"}, "cannot be in the future"),
@@ -236,6 +237,46 @@ def test_bad_paper_input_is_refused_on_the_form_and_saves_nothing(
     page = text(response)
     assert message in page and 'role="alert"' in page
     assert not Response.objects.filter(invitation=haq).exists()
+
+
+def test_a_blank_paper_answer_is_kept_once_confirmed_and_the_score_follows_the_rules(
+    planned, coordinator, signed_in
+):
+    haq = planned["haq_di"]
+    client = signed_in(coordinator)
+    url = reverse("pro_measures:invitation-paper", args=[haq.pk])
+    answers = {k: v for k, v in HAQ_WORKED.items() if k != "eating_1"}  # eating_1 (2) left blank
+
+    refused = text(client.post(url, as_post(answers, completed_on="2026-11-03")))
+    assert "1 question has no answer" in refused and "No answer entered." in refused
+    assert 'name="eating_2" value="1"' in refused.replace(" checked", "")  # the other answers are kept
+    assert not Response.objects.filter(invitation=haq).exists()
+
+    saved = client.post(url, as_post(answers, completed_on="2026-11-03", blanks_confirmed="on"))
+    assert saved.status_code == 302
+    response = Response.objects.get(invitation=haq)
+    assert "eating_1" not in response.answers
+    # Eating is now scored from eating_2 (1) instead of eating_1 (2): 1.375 - 1/8.
+    assert response.scores.get(name="haq_di").value == pytest.approx(1.25)
+    contexts = (
+        event_model_for(Response).objects.filter(pgh_obj_id=response.pk).values_list("pgh_context", flat=True)
+    )
+    assert any("left blank on the paper form: eating_1" in (c or {}).get("reason", "") for c in contexts)
+
+
+def test_a_blank_cochin_item_makes_the_sum_not_scorable_never_zero(
+    planned, coordinator, signed_in, participant
+):
+    cochin = planned["cochin"]
+    answers = complete_answers("cochin", choice=2)
+    answers.pop("q1")
+    response = signed_in(coordinator).post(
+        reverse("pro_measures:invitation-paper", args=[cochin.pk]),
+        as_post(answers, completed_on="2026-11-03", blanks_confirmed="on"),
+        follow=True,
+    )
+    assert Response.objects.get(invitation=cochin).scores.get(name="cochin").value is None
+    assert "not scorable" in text(response)
 
 
 def test_vas_outside_the_line_is_refused(planned, coordinator, signed_in):
