@@ -26,3 +26,13 @@ DICOM_RETRY = {
 def dicom_file_process(self, dicom_file_id: int) -> str:
     """De-identify, read and preview upload `dicom_file_id`; returns its status."""
     return services.dicom_file_process(dicom_file_id=dicom_file_id).status
+
+
+@app.task(ignore_result=True)
+def dicom_files_requeue_stuck() -> int:
+    """Periodic (beat): enqueue processing again for uploads whose task was lost, so no upload
+    stays "pending" for ever after a worker crash or a broker flush. Returns how many."""
+    stuck = services.dicom_files_stuck()
+    for dicom_file_id in stuck:
+        dicom_file_process.delay(dicom_file_id)
+    return len(stuck)

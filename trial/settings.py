@@ -151,6 +151,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "reports-refresh": {"task": "reports.tasks.reports_refresh", "schedule": 60.0},
     # Automatic data checks (out-of-window visits, implausible changes, missing measurements).
     "auto-queries": {"task": "data_management.tasks.auto_queries_raise", "schedule": 3600.0},
+    # DICOM uploads whose processing task was lost (worker killed, broker flushed) are retried.
+    "dicom-requeue-stuck": {"task": "lesions.tasks.dicom_files_requeue_stuck", "schedule": 300.0},
 }
 
 # --- Authentication -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from lesions.dicom.calibration import CalibrationError, Distance, distance_mm, no_calibration_reason
@@ -92,6 +93,23 @@ def dicom_file_upload(*, actor: User | None, lesion: Lesion, visit: Visit, uploa
     pk = dicom_file.pk
     transaction.on_commit(lambda: dicom_file_process.delay(pk))
     return dicom_file
+
+
+# A pending upload whose processing task has not finished after this long (the task's hard time
+# limit plus its retries' back-off) lost its task: the broker was flushed or the worker died.
+STUCK_AFTER = dt.timedelta(minutes=15)
+
+
+def dicom_files_stuck(*, now: dt.datetime | None = None) -> list[int]:
+    """Ids of uploads still pending STUCK_AFTER after they were received. Processing is
+    idempotent, so enqueueing one whose task is merely slow does no harm."""
+    cutoff = (now or timezone.now()) - STUCK_AFTER
+    return list(
+        DicomFile.objects.filter(status=DicomStatus.PENDING, uploaded_at__lt=cutoff)
+        .exclude(quarantine_path="")
+        .order_by("uploaded_at")
+        .values_list("pk", flat=True)
+    )
 
 
 def _acquired_at(acquisition: dict, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:

@@ -5,6 +5,7 @@ image is served only to the participant's site."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
@@ -14,6 +15,7 @@ from decimal import Decimal
 
 import pydicom
 import pytest
+import time_machine
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
@@ -27,7 +29,7 @@ from lesions.dicom import services
 from lesions.dicom.sandbox import WALL_CLOCK_SECONDS
 from lesions.models import DicomFile, DicomStatus, MeasurementSource, UltrasoundMeasurement
 from lesions.services import LesionRow, visit_lesions_save
-from lesions.tasks import dicom_file_process
+from lesions.tasks import dicom_file_process, dicom_files_requeue_stuck
 from participants.models import Visit
 from tests.conftest import sign_in
 from tests.lesions.conftest import TODAY, measurement
@@ -554,3 +556,25 @@ def test_the_participant_timeline_shows_a_thumbnail_of_each_ready_image(
     # The thumbnail is served only to users of the participant's site.
     stranger = make_user(role=Role.COORDINATOR, sites=[site_b])
     assert sign_in(client, stranger).get(frame_url).status_code == 404
+
+
+def test_an_upload_whose_task_was_lost_is_processed_by_the_sweep(
+    coordinator, baseline, lesions, celery_eager, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):  # the task is never enqueued: lost
+        dicom_file = services.dicom_file_upload(
+            actor=coordinator,
+            lesion=lesions[0],
+            visit=baseline,
+            upload=SimpleUploadedFile("scan.dcm", sample("examples_palette.dcm")),
+        )
+    assert dicom_files_requeue_stuck.apply().result == 0  # a fresh upload is left to its own task
+    dicom_file.refresh_from_db()
+    assert dicom_file.status == DicomStatus.PENDING
+
+    with time_machine.travel(dicom_file.uploaded_at + services.STUCK_AFTER + dt.timedelta(seconds=1)):
+        assert dicom_files_requeue_stuck.apply().result == 1
+    dicom_file.refresh_from_db()
+    assert dicom_file.status == DicomStatus.READY and dicom_file.quarantine_path == ""
+    with time_machine.travel(dicom_file.uploaded_at + dt.timedelta(hours=2)):
+        assert dicom_files_requeue_stuck.apply().result == 0  # processed files are never re-sent
