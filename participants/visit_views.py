@@ -16,7 +16,7 @@ from functools import cached_property
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import ValidationError
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import NoReverseMatch, path, reverse
@@ -147,6 +147,9 @@ class FormProgress:
     NOT_AVAILABLE = "not_available"
 
 
+# The questionnaires app's completed state, named here by value: this app imports no app above it.
+QUESTIONNAIRE_COMPLETED = "completed"
+
 FORM_PROGRESS_BADGES = {
     FormProgress.DONE: (gettext_lazy("Done"), "text-bg-success"),
     FormProgress.MISSING: (gettext_lazy("Missing"), "text-bg-danger"),
@@ -167,19 +170,28 @@ class FormStatus:
 
 def with_form_data(visits: QuerySet[Visit]) -> QuerySet[Visit]:
     """Annotate each visit with the data its forms left: measurement, injection and pregnancy
-    test rows at that visit, and its AE review. One query, whatever the number of visits.
+    test rows at that visit, its questionnaires (invited and completed), and its AE review. One
+    query, whatever the number of visits.
 
     The rows are counted through the visit's reverse relations by name (`measurements` and
-    `injections` are the lesions app's), so this app imports no app above it."""
+    `injections` are the lesions app's, `invitations` the questionnaires'), so this app imports no
+    app above it."""
 
-    def count(relation: str):
-        rows = Visit.objects.filter(pk=OuterRef("pk")).order_by().annotate(n=Count(relation)).values("n")[:1]
+    def count(relation: str, condition: Q | None = None):
+        rows = (
+            Visit.objects.filter(pk=OuterRef("pk"))
+            .order_by()
+            .annotate(n=Count(relation, filter=condition))
+            .values("n")[:1]
+        )
         return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
 
     return visits.select_related("ae_review").annotate(
         n_measurements=count("measurements"),
         n_injections=count("injections"),
         n_pregnancy_tests=count("pregnancy_tests"),
+        n_questionnaires=count("invitations"),
+        n_questionnaires_done=count("invitations", Q(invitations__status=QUESTIONNAIRE_COMPLETED)),
     )
 
 
@@ -200,8 +212,14 @@ def form_statuses(visit: Visit, *, today: dt.date, childbearing: bool) -> list[F
             done = review is not None
             if done:
                 detail = _("new events reported") if review.new_events else _("no new events")
+        elif form == Form.PROS:
+            # Expected by the protocol, or invited (an invitation may outlive a protocol change).
+            total = max(len(visit.definition.instruments), visit.n_questionnaires)
+            completed = visit.n_questionnaires_done
+            done = completed >= total
+            detail = _("%(done)s of %(total)s done") % {"done": completed, "total": total}
         else:
-            # Questionnaires (and screening forms) are not captured on visits yet.
+            # Screening forms are not captured on visits.
             done = None
         if done is None:
             progress = FormProgress.NOT_AVAILABLE

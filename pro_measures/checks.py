@@ -26,3 +26,19 @@ def instruments_are_consistent(app_configs=None, **kwargs):
                 checks.Error(f"Instrument registered as {code} is {instrument.code}.", id="pro_measures.E003")
             )
     return errors
+
+
+@checks.register()
+def visit_page_counts_completed_questionnaires(app_configs=None, **kwargs):
+    """The visit page (participants, below this app) counts completed invitations by value."""
+    from participants.visit_views import QUESTIONNAIRE_COMPLETED
+    from pro_measures.models import InvitationStatus
+
+    if QUESTIONNAIRE_COMPLETED != InvitationStatus.COMPLETED:
+        return [
+            checks.Error(
+                "participants.visit_views.QUESTIONNAIRE_COMPLETED is not InvitationStatus.COMPLETED.",
+                id="pro_measures.E004",
+            )
+        ]
+    return []

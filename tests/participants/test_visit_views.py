@@ -290,7 +290,9 @@ def test_visit_page_leads_through_the_forms_in_order(baseline, coordinator, sign
     assert reverse("participants:visit-pregnancy-test", args=[baseline.pk]) in steps
     assert lesion_table_url(baseline) in steps
     assert reverse("participants:visit-ae-review", args=[baseline.pk]) in steps
-    assert "Not yet available" in steps  # questionnaires
+    # Questionnaires: none invited yet (planning runs on commit), so none of the six is done.
+    assert 'data-form="pros" data-progress="missing"' in steps and "0 of 6 done" in steps
+    assert "Not yet available" not in steps
     assert "DEMO VALUES" in page and "2.0 mL per lesion" in page
     # Complete with today's date (at the site) offered; or record as missed.
     assert 'name="visit_date" value="2026-11-03"' in page
@@ -789,3 +791,26 @@ def test_an_adverse_event_cannot_be_moved_to_another_participants_visit(
         )
     event.refresh_from_db()
     assert event.reported_at_visit is None
+
+
+def test_visit_page_counts_the_visits_questionnaires_done(participant, baseline, coordinator, signed_in):
+    from pro_measures import invitations
+    from pro_measures.models import Invitation
+    from tests.pro_measures.answers import complete_answers
+
+    invitations.invitations_plan_for_participant(participant_id=participant.pk)
+    planned = list(Invitation.objects.filter(visit=baseline).order_by("instrument_code"))
+    assert len(planned) == 6
+    for index, invitation in enumerate(planned):
+        invitations.response_enter_paper(
+            actor=coordinator,
+            invitation=invitation,
+            answers=complete_answers(invitation.instrument_code),
+            completed_on=TODAY,
+        )
+        steps = text(signed_in(coordinator).get(baseline.get_absolute_url())).split('id="visit-steps"')[1]
+        steps = steps.split("</ol>")[0]
+        done = index + 1
+        assert f"{done} of 6 done" in steps
+        progress = "done" if done == 6 else "missing"
+        assert f'data-form="pros" data-progress="{progress}"' in steps
