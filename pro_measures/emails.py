@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, send_mail
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -25,7 +25,12 @@ def questionnaire_url(token: str) -> str:
     return settings.SITE_URL.rstrip("/") + reverse("pro_measures:questionnaire", args=[token])
 
 
-def invitation_send(*, invitation: Invitation, token: str, kind: str) -> None:
+def _headers(message_id: str) -> dict[str, str]:
+    """A reminder's e-mail carries the reminder's own Message-ID (stable across a re-send)."""
+    return {"Message-ID": message_id} if message_id else {}
+
+
+def invitation_send(*, invitation: Invitation, token: str, kind: str, message_id: str = "") -> None:
     participant = invitation.participant
     site = participant.site
     with translation.override(participant.preferred_language):
@@ -44,12 +49,14 @@ def invitation_send(*, invitation: Invitation, token: str, kind: str) -> None:
         ) % {"study": settings.STUDY_NAME}
         text = render_to_string("pro_measures/email/invitation.txt", context)
         html = render_to_string("pro_measures/email/invitation.html", context)
-    message = EmailMultiAlternatives(subject=subject, body=text, to=[participant.email])
+    message = EmailMultiAlternatives(
+        subject=subject, body=text, to=[participant.email], headers=_headers(message_id)
+    )
     message.attach_alternative(html, "text/html")
     message.send()
 
 
-def visit_reminder_send(*, visit: Visit) -> None:
+def visit_reminder_send(*, visit: Visit, message_id: str = "") -> None:
     participant = visit.participant
     with translation.override(participant.preferred_language):
         context = {"study_name": settings.STUDY_NAME, "visit": visit, "site": participant.site}
@@ -58,10 +65,10 @@ def visit_reminder_send(*, visit: Visit) -> None:
             "date": visit.target_date.isoformat(),
         }
         text = render_to_string("pro_measures/email/visit_reminder.txt", context)
-    send_mail(subject, text, None, [participant.email])
+    EmailMessage(subject, text, to=[participant.email], headers=_headers(message_id)).send()
 
 
-def coordinator_digest_send(*, site: Site, now: dt.datetime) -> int:
+def coordinator_digest_send(*, site: Site, now: dt.datetime, message_id: str = "") -> int:
     """The daily digest of overdue visits and open questionnaires closing soon, to the site's
     coordinators. Returns the number of recipients (none when there is nothing to report)."""
     today = timezone.localtime(now, site.zone).date()
@@ -102,5 +109,5 @@ def coordinator_digest_send(*, site: Site, now: dt.datetime) -> int:
         "n": len(overdue),
         "m": len(closing),
     }
-    send_mail(subject, text, None, recipients)
+    EmailMessage(subject, text, to=recipients, headers=_headers(message_id)).send()
     return len(recipients)

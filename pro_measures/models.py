@@ -237,6 +237,8 @@ class ReminderKind(models.TextChoices):
 
 class ReminderState(models.TextChoices):
     PENDING = "pending", _("Pending")
+    # Claimed and being handed to the mail server; `Reminder.message_id` is fixed from here on.
+    SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
     CANCELLED = "cancelled", _("Cancelled")
     FAILED = "failed", _("Failed")
@@ -244,7 +246,8 @@ class ReminderState(models.TextChoices):
 
 class Reminder(models.Model):
     """One e-mail that must go out at `due_at`, exactly once. `key` makes it unique: creating the
-    same reminder twice is a no-op. Operational rows, not clinical data: their changes are in the
+    same reminder twice is a no-op. pending -> sending -> sent (or cancelled / failed); see
+    `pro_measures.reminders` for how a lost worker's 'sending' rows are resolved. Operational rows, not clinical data: their changes are in the
     row itself (state, sent_at, attempts), not in the audit trail."""
 
     key = models.CharField(max_length=120, unique=True)
@@ -264,12 +267,18 @@ class Reminder(models.Model):
     cancelled_reason = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
+    # Set once, when the row is first claimed for sending: a re-send after a lost worker carries
+    # the same Message-ID, so a receiver that keeps one message per Message-ID shows it once.
+    message_id = models.CharField(max_length=200, blank=True)
+    sending_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["due_at"]
         indexes = [
             # The beat tick's claim: pending rows due now, oldest first.
             models.Index(fields=["due_at"], name="reminder_pending_due", condition=models.Q(state="pending")),
+            # Rows a lost worker left 'sending' (normally none).
+            models.Index(fields=["due_at"], name="reminder_sending_due", condition=models.Q(state="sending")),
         ]
 
     def __str__(self) -> str:

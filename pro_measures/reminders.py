@@ -2,18 +2,22 @@
 
 Every e-mail the study owes is a Reminder row with a unique key, created ahead of time from the
 protocol's ReminderRules. The beat tick claims due rows with SELECT ... FOR UPDATE SKIP LOCKED,
-checks they are still wanted (questionnaire open, participant contactable), sends, and marks
-them sent in the same transaction - so a restart, a second worker or a flushed Redis neither sends
-twice nor loses one. Completing, revoking or withdrawing cancels pending rows at once; the tick's
+checks they are still wanted (questionnaire open, participant contactable), and sends each one
+under a PostgreSQL advisory lock, recording pending -> sending -> sent in short transactions around
+the SMTP conversation - so a killed worker, a second worker or a flushed Redis neither loses a
+reminder nor sends one twice, except in the one window `reminders_send_due` describes. Completing, revoking or withdrawing cancels pending rows at once; the tick's
 check catches anything else. Changing the rules re-times rows not yet sent (`reminders_retime`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from email.utils import parseaddr
 from smtplib import SMTPException
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -32,7 +36,10 @@ from trial.models import Site
 from trial.protocol import PROTOCOL
 
 MAX_ATTEMPTS = 5
-BATCH_SIZE = 50
+# Small claims: each reminder is sent in its own transactions, and a second worker shares a long run.
+BATCH_SIZE = 10
+# The first key of the two-key advisory locks that mark a reminder being sent ("REMD").
+SENDING_LOCK_NAMESPACE = 0x52454D44
 
 
 def _rules():
@@ -248,72 +255,191 @@ def _why_not(row: Reminder, now: dt.datetime, contactable_ids: set[int]) -> str 
     return None
 
 
-def _deliver(row: Reminder, now: dt.datetime) -> None:
+def message_id_for(row: Reminder) -> str:
+    """The reminder's own Message-ID (RFC 5322 3.6.4): fixed when the row is first claimed, the
+    same on every re-send, different for every reminder and installation."""
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "sts-edc.invalid"
+    digest = hashlib.sha256(f"{settings.SITE_URL}|{row.key}".encode()).hexdigest()[:20]
+    return f"<reminder.{row.pk}.{digest}@{domain}>"
+
+
+def _deliver(row: Reminder, now: dt.datetime, token: str | None) -> None:
     if row.kind == ReminderKind.COORDINATOR_DIGEST:
-        emails.coordinator_digest_send(site=row.site, now=now)
-        return
-    if row.kind == ReminderKind.VISIT_REMINDER:
-        emails.visit_reminder_send(visit=row.visit)
-        return
-    invitation = row.invitation
-    token = link_create(invitation)
-    emails.invitation_send(invitation=invitation, token=token, kind=row.kind)
-    if invitation.status == InvitationStatus.SCHEDULED or invitation.sent_at is None:
-        Invitation.objects.filter(pk=invitation.pk).update(
-            sent_at=invitation.sent_at or now,
-            status=InvitationStatus.SENT
-            if invitation.status == InvitationStatus.SCHEDULED
-            else invitation.status,
+        emails.coordinator_digest_send(site=row.site, now=now, message_id=row.message_id)
+    elif row.kind == ReminderKind.VISIT_REMINDER:
+        emails.visit_reminder_send(visit=row.visit, message_id=row.message_id)
+    else:
+        emails.invitation_send(
+            invitation=row.invitation, token=token, kind=row.kind, message_id=row.message_id
         )
+
+
+def _advisory_lock_ids(ids: list[int]) -> set[int]:
+    """Take the session-level sending lock of each reminder that no live worker holds; return the
+    ids taken. PostgreSQL drops a session's advisory locks when its connection ends, so the lock of
+    a killed worker is gone as soon as the server notices the dead connection."""
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM unnest(%s::bigint[]) AS id WHERE pg_try_advisory_lock(%s, id::integer)",
+            [ids, SENDING_LOCK_NAMESPACE],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _advisory_unlock(ids: list[int]) -> None:
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_unlock(%s, id::integer) FROM unnest(%s::bigint[]) AS id",
+                [SENDING_LOCK_NAMESPACE, ids],
+            )
+
+
+def _being_sent() -> list[int]:
+    """Ids of the reminders live workers hold the sending lock of (in this database)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
+            " AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [SENDING_LOCK_NAMESPACE],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@transaction.atomic
+def _claim(now: dt.datetime, batch_size: int) -> tuple[list[Reminder], bool]:
+    """Claim up to `batch_size` reminders for this worker: due pending rows, and 'sending' rows
+    whose worker is gone (no one holds their sending lock). Rows that must not go out any more
+    are cancelled here. Returns the rows to send, with this session holding their sending locks,
+    and whether there was anything to look at (all cancelled is not the end of the due rows)."""
+    # Skip rows another live worker is sending, so the batch is work this worker can do.
+    claimable = (
+        Reminder.objects.select_for_update(skip_locked=True, of=("self",))
+        .exclude(pk__in=_being_sent())
+        .select_related("invitation__participant__site", "visit__participant__site", "site")
+        .order_by("due_at", "id")
+    )
+    # A lost worker's 'sending' rows first, then pending rows due now (each by its own index).
+    candidates = list(claimable.filter(state=ReminderState.SENDING)[:batch_size])
+    candidates += claimable.filter(state=ReminderState.PENDING, due_at__lte=now)[
+        : batch_size - len(candidates)
+    ]
+    mine = _advisory_lock_ids([row.pk for row in candidates])
+    batch = [row for row in candidates if row.pk in mine]
+    # Who may still be contacted: one query per batch, not one per reminder.
+    participant_ids = {
+        row.invitation.participant_id if row.invitation_id else row.visit.participant_id
+        for row in batch
+        if row.invitation_id or row.visit_id
+    }
+    contactable_ids = set(
+        Participant.objects.contactable().filter(pk__in=participant_ids).values_list("pk", flat=True)
+    )
+    claimed = []
+    for row in batch:
+        reason = _why_not(row, now, contactable_ids)
+        if reason:
+            row.state, row.cancelled_reason = ReminderState.CANCELLED, reason[:100]
+            row.save(update_fields=["state", "cancelled_reason"])
+            _advisory_unlock([row.pk])
+            continue
+        if row.state == ReminderState.SENDING:
+            # Its worker died between claiming it and recording the outcome: the mail server may
+            # or may not have accepted it. Send it again, with the same Message-ID.
+            row.attempts += 1
+            row.last_error = "worker lost while sending; sent again with the same Message-ID"
+            if row.attempts >= MAX_ATTEMPTS:  # a message that kills its worker every time
+                row.state = ReminderState.FAILED
+                row.save(update_fields=["attempts", "last_error", "state"])
+                _advisory_unlock([row.pk])
+                continue
+            row.save(update_fields=["attempts", "last_error"])
+        claimed.append(row)
+    return claimed, bool(batch)
+
+
+def _send_one(row: Reminder, now: dt.datetime) -> bool:
+    """Send one claimed reminder (this session holds its sending lock). Returns True if sent."""
+    with transaction.atomic():
+        # Committed before the mail server sees anything: from here a lost worker leaves a
+        # 'sending' row with its Message-ID, which the next tick resolves. Only if the row is
+        # still wanted: a completion or withdrawal since the claim has cancelled it.
+        row.state, row.sending_since = ReminderState.SENDING, timezone.now()
+        row.message_id = row.message_id or message_id_for(row)
+        still_wanted = Reminder.objects.filter(
+            pk=row.pk, state__in=(ReminderState.PENDING, ReminderState.SENDING)
+        ).update(state=row.state, sending_since=row.sending_since, message_id=row.message_id)
+        if not still_wanted:
+            return False
+        # The link's token exists only in this e-mail (stored hashed); a re-send needs a new one.
+        token = link_create(row.invitation) if row.invitation_id else None
+    try:
+        _deliver(row, now, token)
+    except (SMTPException, OSError) as exc:
+        row.attempts += 1
+        row.last_error = str(exc)[:300]
+        if row.attempts >= MAX_ATTEMPTS:
+            row.state = ReminderState.FAILED
+        else:
+            row.state = ReminderState.PENDING
+            row.due_at = now + dt.timedelta(minutes=5 * 2**row.attempts)
+        row.save(update_fields=["attempts", "last_error", "state", "due_at"])
+        return False
+    with transaction.atomic():
+        Reminder.objects.filter(pk=row.pk, state=ReminderState.SENDING).update(
+            state=ReminderState.SENT, sent_at=now
+        )
+        row.state, row.sent_at = ReminderState.SENT, now
+        invitation = row.invitation
+        if invitation is not None and (
+            invitation.status == InvitationStatus.SCHEDULED or invitation.sent_at is None
+        ):
+            Invitation.objects.filter(pk=invitation.pk).update(
+                sent_at=invitation.sent_at or now,
+                status=InvitationStatus.SENT
+                if invitation.status == InvitationStatus.SCHEDULED
+                else invitation.status,
+            )
+    return True
 
 
 def reminders_send_due(
     *, now: dt.datetime | None = None, batch_size: int = BATCH_SIZE, max_batches: int = 40
 ) -> int:
-    """Send every due reminder once. Safe to run in several workers at the same moment: each
-    batch is claimed with SKIP LOCKED and marked sent in the transaction that sent it."""
+    """Send every due reminder once; safe in several workers at the same moment. Returns the
+    number sent.
+
+    Each reminder goes pending -> sending -> sent in three short transactions around the SMTP
+    conversation, while this database session holds a PostgreSQL advisory lock on it:
+    - a second worker skips rows that are row-locked (being claimed) or advisory-locked (being
+      sent), so two workers never send the same reminder;
+    - a worker killed at any point leaves its rows 'pending' (never handed to the mail server)
+      or at most the one it was sending 'sending'; its connection ends, PostgreSQL drops its
+      advisory locks, and the next tick sends those rows again with the same Message-ID;
+    - the broker holds nothing that matters: a lost or duplicated tick only sends what the
+      table says is due.
+    The window that remains: a worker lost after the mail server accepted a message and before
+    the 'sent' commit (one UPDATE round trip) makes that one reminder go out twice, with the same
+    Message-ID (at least once, never lost). SMTP cannot close it: the server's acceptance and
+    our commit are two systems (RFC 1047). Likewise a connection that breaks after the end of
+    DATA but before the server's reply is retried later as a failure.
+    """
     now = now or timezone.now()
     sent = 0
     for _batch in range(max_batches):
-        with transaction.atomic():
-            batch = list(
-                Reminder.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(state=ReminderState.PENDING, due_at__lte=now)
-                .select_related("invitation__participant__site", "visit__participant__site", "site")
-                .order_by("due_at", "id")[:batch_size]
-            )
-            if not batch:
-                break
-            # Who may still be contacted: one query per batch, not one per reminder.
-            participant_ids = {
-                r.invitation.participant_id if r.invitation_id else r.visit.participant_id
-                for r in batch
-                if r.invitation_id or r.visit_id
-            }
-            contactable_ids = set(
-                Participant.objects.contactable().filter(pk__in=participant_ids).values_list("pk", flat=True)
-            )
+        batch, found = _claim(now, batch_size)
+        if not found:
+            break
+        remaining = [row.pk for row in batch]
+        try:
             for row in batch:
-                reason = _why_not(row, now, contactable_ids)
-                if reason:
-                    row.state, row.cancelled_reason = ReminderState.CANCELLED, reason[:100]
-                    row.save(update_fields=["state", "cancelled_reason"])
-                    continue
-                try:
-                    with transaction.atomic():
-                        _deliver(row, now)
-                except (SMTPException, OSError) as exc:
-                    row.attempts += 1
-                    row.last_error = str(exc)[:300]
-                    if row.attempts >= MAX_ATTEMPTS:
-                        row.state = ReminderState.FAILED
-                    else:
-                        row.due_at = now + dt.timedelta(minutes=5 * 2**row.attempts)
-                    row.save(update_fields=["attempts", "last_error", "state", "due_at"])
-                    continue
-                row.state, row.sent_at = ReminderState.SENT, now
-                row.save(update_fields=["state", "sent_at"])
-                sent += 1
+                sent += _send_one(row, now)
+                _advisory_unlock([row.pk])
+                remaining.remove(row.pk)
+        finally:
+            _advisory_unlock(remaining)
     return sent
 
 

@@ -68,6 +68,7 @@ STATE_CSS = {
 }
 REMINDER_CSS = {
     ReminderState.PENDING: "text-bg-light border",
+    ReminderState.SENDING: "text-bg-info",
     ReminderState.SENT: "text-bg-success",
     ReminderState.CANCELLED: "text-bg-secondary",
     ReminderState.FAILED: "text-bg-danger",

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -45,22 +46,26 @@ def database_url(database: dict) -> str:
     return f"postgres://{credentials}{host}:{port}/{quote(database['NAME'], safe='')}"
 
 
-def answers_ping(hostname: str, timeout: float = 0.5) -> bool:
-    return bool(app.control.ping(destination=[hostname], timeout=timeout, limit=1))
+def answers_ping(hostname: str, timeout: float = 0.5, celery_app=app) -> bool:
+    return bool(celery_app.control.ping(destination=[hostname], timeout=timeout, limit=1))
 
 
-@pytest.fixture
-def celery_worker_process(django_db_setup, tmp_path) -> Iterator[RunningWorker]:
-    """Start a Celery worker, wait until it answers a ping, and stop it after the test."""
+@contextmanager
+def worker_started(
+    log_path: Path, *, queue: str | None = None, env: dict | None = None, celery_app=app
+) -> Iterator[RunningWorker]:
+    """Start a Celery worker with the test settings (plus `env`) on `queue` (a new one by
+    default), wait until it answers a ping through `celery_app`, and stop it on exit."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     hostname = f"{name}@tests"
-    log_path = tmp_path / "celery-worker.log"
+    queue = queue or name
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "REDIS_URL": settings.REDIS_URL,
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "PYTHONPATH": str(PROJECT_DIR),
+        **(env or {}),
     }
     command = [
         str(CELERY),
@@ -72,7 +77,7 @@ def celery_worker_process(django_db_setup, tmp_path) -> Iterator[RunningWorker]:
         "--concurrency",
         "1",
         "-Q",
-        name,
+        queue,
         "--hostname",
         hostname,
         "--without-gossip",
@@ -80,18 +85,18 @@ def celery_worker_process(django_db_setup, tmp_path) -> Iterator[RunningWorker]:
         "--loglevel",
         "WARNING",
     ]
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not answers_ping(hostname):
+        while not answers_ping(hostname, celery_app=celery_app):
             if process.poll() is not None:
                 pytest.fail(f"Celery worker exited with {process.returncode}:\n{log_path.read_text()}")
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"Celery worker did not answer a ping in {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}"
                 )
-        yield RunningWorker(hostname=hostname, queue=name, process=process)
+        yield RunningWorker(hostname=hostname, queue=queue, process=process)
     finally:
         process.terminate()
         try:
@@ -99,3 +104,10 @@ def celery_worker_process(django_db_setup, tmp_path) -> Iterator[RunningWorker]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def celery_worker_process(django_db_setup, tmp_path) -> Iterator[RunningWorker]:
+    """Start a Celery worker, wait until it answers a ping, and stop it after the test."""
+    with worker_started(tmp_path / "celery-worker.log") as worker:
+        yield worker
