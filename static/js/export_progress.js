@@ -27,6 +27,10 @@
     var link = document.createElement("a");
     link.href = data.download_url;
     link.textContent = "Download";
+    var purpose = document.createElement("span");  // which export, for screen reader link lists
+    purpose.className = "visually-hidden";
+    purpose.textContent = " " + row.getAttribute("data-name");
+    link.appendChild(purpose);
     var hash = document.createElement("small");
     hash.className = "text-body-secondary";
     hash.textContent = "SHA-256 " + data.sha256.slice(0, 16) + "…";
