@@ -32,6 +32,7 @@ from participants.visits import site_today
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import save_if_unchanged
+from trial.locks import require_unlocked
 from trial.models import User
 from trial.protocol import PROTOCOL, Form
 
@@ -82,6 +83,7 @@ LESION_FIELDS = (
 @transaction.atomic
 def lesion_add(*, actor: User | None, participant: Participant, **values: Any) -> Lesion:
     require_site_permission(actor, "lesions.add_lesion", participant.site)
+    require_unlocked(participant=participant)
     unknown = set(values) - set(LESION_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown lesion fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
@@ -96,6 +98,7 @@ def lesion_add(*, actor: User | None, participant: Participant, **values: Any) -
 def lesion_update(*, actor: User | None, lesion: Lesion, data: dict[str, Any], reason: str) -> Lesion:
     """Correct a lesion or record that it resolved (it stays in the registry with the date)."""
     require_site_permission(actor, "lesions.change_lesion", lesion.participant.site)
+    require_unlocked(participant=lesion.participant)
     reason = reason_required(reason)
     unknown = set(data) - set(LESION_FIELDS)
     if unknown:
@@ -238,6 +241,7 @@ def visit_lesions_save(
         pk=visit.participant_id
     )
     require_site_permission(actor, "lesions.add_ultrasoundmeasurement", participant.site)
+    require_unlocked(visit=visit)
     # One writer per visit at a time: the session dose total is checked under this lock.
     visit = Visit.objects.select_for_update().get(pk=visit.pk)
     _check_visit_open(visit, participant)

@@ -38,6 +38,7 @@ from lesions.models import Injection, Lesion, UltrasoundMeasurement
 from lesions.outcomes import participant_outcome
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
 from participants.visits import site_today
+from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force, lock_message
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 
 
@@ -79,6 +80,9 @@ class ParticipantPageMixin(PermissionRequiredMixin):
             Participant.objects.visible_to(self.request.user).select_related("site"), pk=self.kwargs["pk"]
         )
 
+    def lock_scope(self) -> dict:
+        return {"participant": self.participant}
+
     @property
     def today(self) -> dt.date:
         return site_today(self.participant.site)
@@ -109,7 +113,7 @@ class LesionListView(ParticipantPageMixin, TemplateView):
         )
 
 
-class LesionCreateView(ParticipantPageMixin, FormView):
+class LesionCreateView(ParticipantPageMixin, ReadOnlyWhenLockedMixin, FormView):
     permission_required = "lesions.add_lesion"
     template_name = "lesions/lesion_form.html"
 
@@ -144,7 +148,7 @@ class LesionCreateView(ParticipantPageMixin, FormView):
         )
 
 
-class LesionUpdateView(PermissionRequiredMixin, FormView):
+class LesionUpdateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, FormView):
     """Correct a lesion or record its resolution, with a reason for change."""
 
     permission_required = "lesions.change_lesion"
@@ -156,6 +160,9 @@ class LesionUpdateView(PermissionRequiredMixin, FormView):
             Lesion.objects.visible_to(self.request.user).select_related("participant__site"),
             pk=self.kwargs["pk"],
         )
+
+    def lock_scope(self) -> dict:
+        return {"participant": self.lesion.participant}
 
     def get_form(self, form_class=None):
         lesion = self.lesion
@@ -281,6 +288,9 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
     @cached_property
     def closed_because(self) -> str | None:
         """Why nothing can be entered at this visit, or None."""
+        lock = lock_in_force(visit=self.visit)
+        if lock is not None:
+            return lock_message(lock)
         if self.visit.status == VisitStatus.MISSED:
             return _("This visit was recorded as missed: nothing can be entered.")
         if (

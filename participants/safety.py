@@ -26,6 +26,7 @@ from participants.visits import site_today
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import save_if_unchanged
+from trial.locks import require_unlocked
 from trial.models import Site, User
 from trial.roles import Role, definition_for
 
@@ -59,6 +60,7 @@ def pregnancy_test_record(
     visit: Visit | None = None,
 ) -> PregnancyTest:
     require_site_permission(actor, "participants.add_pregnancytest", participant.site)
+    require_unlocked(visit=visit, participant=participant)
     if test_date > site_today(participant.site):
         raise ValidationError({"test_date": _("The test date cannot be in the future.")})
     if visit is not None and visit.participant_id != participant.pk:
@@ -84,6 +86,7 @@ def adverse_event_record(*, actor: User, participant: Participant, values: dict[
     """Record an adverse event. A serious one alerts the site's investigators by e-mail as soon as
     the record is committed (a Celery task, sent once)."""
     require_site_permission(actor, "participants.add_adverseevent", participant.site)
+    require_unlocked(visit=values.get("reported_at_visit"), participant=participant)
     unknown = set(values) - set(AE_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
@@ -104,6 +107,9 @@ def adverse_event_update(
     """Follow-up of an adverse event (outcome, resolution, upgrade to serious): needs a reason and
     the version the user opened; becoming serious alerts the investigators."""
     require_site_permission(actor, "participants.change_adverseevent", event.participant.site)
+    require_unlocked(visit=event.reported_at_visit, participant=event.participant)
+    if values.get("reported_at_visit") is not None:
+        require_unlocked(visit=values["reported_at_visit"])
     reason = reason_required(reason)
     unknown = set(values) - set(AE_FIELDS)
     if unknown:
@@ -184,6 +190,7 @@ def serious_adverse_event_notify(*, adverse_event_id: int) -> int:
 def ae_review_record(*, actor: User, visit: Visit, new_events: bool, reason: str = "") -> AEReview:
     """Record the AE review of a visit; changing a saved answer needs a reason (21 CFR 11.10(e))."""
     require_site_permission(actor, "participants.add_aereview", visit.participant.site)
+    require_unlocked(visit=visit)
     with audit_context(reason="adverse event review recorded", **actor_metadata(actor)):
         review, created = AEReview.objects.select_for_update().get_or_create(
             visit=visit, defaults={"new_events": new_events, "reviewed_by": actor}
@@ -209,6 +216,7 @@ def deviation_record(
     participant: Participant | None = None,
 ) -> ProtocolDeviation:
     require_site_permission(actor, "participants.add_protocoldeviation", site)
+    require_unlocked(participant=participant)
     if participant is not None and participant.site_id != site.pk:
         raise ValidationError(_("That participant belongs to another site."))
     if occurred_on > site_today(site):

@@ -41,6 +41,7 @@ from participants.visit_forms import (
 from participants.visit_views import ParticipantScopedMixin, ServiceFormView, VisitScopedMixin
 from participants.visits import site_today
 from trial.concurrency import CONFLICT_MESSAGE, EditConflict
+from trial.locks import ReadOnlyWhenLockedMixin
 from trial.models import Site
 
 PAGE_SIZE = 25
@@ -63,7 +64,7 @@ def criteria_labels(event: AdverseEvent) -> list[str]:
 # --- Pregnancy test and AE review at a visit -------------------------------------------------
 
 
-class PregnancyTestCreateView(VisitScopedMixin, ServiceFormView):
+class PregnancyTestCreateView(VisitScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.add_pregnancytest"
     form_class = PregnancyTestForm
     template_name = "participants/pregnancy_test_form.html"
@@ -93,7 +94,7 @@ class PregnancyTestCreateView(VisitScopedMixin, ServiceFormView):
         return redirect(self.visit)
 
 
-class AEReviewView(VisitScopedMixin, ServiceFormView):
+class AEReviewView(VisitScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.add_aereview"
     template_name = "participants/ae_review_form.html"
 
@@ -144,7 +145,7 @@ class AdverseEventListView(ParticipantScopedMixin, TemplateView):
         )
 
 
-class AdverseEventCreateView(ParticipantScopedMixin, ServiceFormView):
+class AdverseEventCreateView(ParticipantScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     """Report an adverse event; `?visit=<pk>` preselects the visit (from the AE review)."""
 
     permission_required = "participants.add_adverseevent"
@@ -211,7 +212,7 @@ def shown(form, name: str, value: Any) -> str:
     return str(value)
 
 
-class AdverseEventUpdateView(ParticipantScopedMixin, ServiceFormView):
+class AdverseEventUpdateView(ParticipantScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     """Follow-up of an event: needs a reason; a concurrent save is refused with the input kept."""
 
     permission_required = "participants.change_adverseevent"
@@ -229,6 +230,9 @@ class AdverseEventUpdateView(ParticipantScopedMixin, ServiceFormView):
     @cached_property
     def participant(self) -> Participant:
         return self.event.participant
+
+    def lock_scope(self) -> dict:
+        return {"visit": self.event.reported_at_visit, "participant": self.participant}
 
     def form_for(self, event: AdverseEvent, **kwargs) -> AdverseEventChangeForm:
         # The form writes the answers onto its instance while validating: give it a copy, so the
@@ -337,7 +341,7 @@ class DeviationListView(PermissionRequiredMixin, TemplateView):
         )
 
 
-class DeviationCreateView(PermissionRequiredMixin, ServiceFormView):
+class DeviationCreateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     """Report a deviation; `?participant=<pk>` preselects the participant and their site."""
 
     permission_required = "participants.add_protocoldeviation"
@@ -365,6 +369,9 @@ class DeviationCreateView(PermissionRequiredMixin, ServiceFormView):
         if participant_id is None:
             return None
         return get_object_or_404(self.participants, pk=participant_id)
+
+    def lock_scope(self) -> dict:
+        return {"participant": self.preselected_participant}
 
     def get_form(self, form_class=None):
         return DeviationForm(**self.get_form_kwargs(), sites=self.sites, participants=self.participants)

@@ -34,6 +34,7 @@ from participants.models import (
 from participants.visits import visits_plan
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
+from trial.locks import require_unlocked
 from trial.models import Site, User
 
 SCREENING_EDITABLE_FIELDS = (
@@ -125,6 +126,7 @@ def screening_create(
 ) -> Screening:
     """Record a person screened at a site; gives them a screening number and an empty checklist."""
     require_site_permission(actor, "participants.add_screening", site)
+    require_unlocked()  # only a study lock covers a person not yet enrolled
     screening = Screening(
         site=site,
         first_name=first_name.strip(),
@@ -152,6 +154,7 @@ def screening_update(
     """Correct the screening record (a saved record: needs a reason). Eligibility is re-assessed,
     since age depends on the dates."""
     require_site_permission(actor, "participants.change_screening", screening.site)
+    require_unlocked(screening=screening)
     reason = reason_required(reason)
     unknown = set(data) - set(SCREENING_EDITABLE_FIELDS)
     if unknown:
@@ -181,6 +184,7 @@ def eligibility_record(
 ) -> EligibilityAssessment:
     """Save the eligibility checklist. The first entry needs no reason; changing saved answers does."""
     require_site_permission(actor, "participants.change_eligibilityassessment", screening.site)
+    require_unlocked(screening=screening)
     unknown = set(answers) - set(EligibilityAssessment.ANSWER_FIELDS)
     if unknown:
         raise ValidationError(
@@ -209,6 +213,7 @@ def eligibility_record(
 def eligibility_confirm(*, actor: User, screening: Screening) -> EligibilityAssessment:
     """The investigator confirms the computed eligibility; recorded with their name and the time."""
     require_site_permission(actor, "participants.confirm_eligibility", screening.site)
+    require_unlocked(screening=screening)
     assessment = (
         EligibilityAssessment.objects.select_for_update().select_related("screening").get(screening=screening)
     )
@@ -293,6 +298,7 @@ def consent_record(
 ) -> ConsentRecord:
     """Record a signed consent (initial or re-consent) to a version in force on the consent date."""
     require_site_permission(actor, "participants.add_consentrecord", screening.site)
+    require_unlocked(screening=screening)
     if not attestation:
         raise ValidationError({"attestation": _("The participant must confirm the attestation to consent.")})
     if not participant_signature.strip():
@@ -330,6 +336,7 @@ def consent_withdraw(
     time on study, so no further visit, questionnaire or reminder goes out (they are all drawn
     from `Participant.objects.contactable()`)."""
     require_site_permission(actor, "participants.add_consentwithdrawal", screening.site)
+    require_unlocked(screening=screening)
     if scope not in WithdrawalScope.values:
         raise ValidationError({"scope": _("Choose what the participant withdraws from.")})
     if withdrawn_on > timezone.localdate():
@@ -372,6 +379,7 @@ def participant_enroll(
 
     The database's enrolment guard re-checks eligibility confirmation and consent."""
     require_site_permission(actor, "participants.enroll_participant", screening.site)
+    require_unlocked(screening=screening)
     screening = (
         Screening.objects.select_for_update(of=("self",))
         .select_related("site", "eligibility")
@@ -421,6 +429,7 @@ def participant_enroll(
 def screening_decline(*, actor: User, screening: Screening, note: str) -> Screening:
     """An eligible person who will not be enrolled (declined, lost before enrolment)."""
     require_site_permission(actor, "participants.change_screening", screening.site)
+    require_unlocked(screening=screening)
     note = reason_required(note)
     if screening.outcome == ScreeningOutcome.ENROLLED:
         raise ValidationError(_("This person is enrolled; end their participation instead."))
@@ -441,6 +450,7 @@ def participant_end(
 ) -> Participant:
     """End a participant's time on study: completion, early withdrawal or termination."""
     require_site_permission(actor, "participants.change_participant", participant.site)
+    require_unlocked(participant=participant)
     if participant.status != ParticipantStatus.ON_STUDY:
         raise ValidationError(_("This participant's time on study has already ended."))
     if end_reason not in EndReason.values:

@@ -61,6 +61,7 @@ from participants.models import (
     ScreeningOutcome,
     Sex,
 )
+from trial.locks import ReadOnlyWhenLockedMixin
 from trial.models import Site
 from trial.protocol import PROTOCOL, EligibilityResult, Outcome
 from trial.sites import sites_for
@@ -233,6 +234,9 @@ class ScreeningPageMixin(PermissionRequiredMixin):
     def participant(self) -> Participant | None:
         return getattr(self.screening, "participant", None)
 
+    def lock_scope(self) -> dict:
+        return {"screening": self.screening}
+
     @property
     def today(self) -> dt.date:
         return site_today(self.screening.site)
@@ -335,7 +339,7 @@ class ScreeningListView(PermissionRequiredMixin, TemplateView):
         )
 
 
-class ScreeningCreateView(PermissionRequiredMixin, ServiceFormView):
+class ScreeningCreateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.add_screening"
     template_name = "participants/screening_form.html"
 
@@ -378,7 +382,7 @@ class ScreeningCreateView(PermissionRequiredMixin, ServiceFormView):
         )
 
 
-class ScreeningUpdateView(ScreeningPageMixin, ServiceFormView):
+class ScreeningUpdateView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.change_screening"
     template_name = "participants/screening_form.html"
 
@@ -454,7 +458,7 @@ class ScreeningDetailView(ScreeningPageMixin, TemplateView):
 # --- Eligibility checklist ------------------------------------------------------------------
 
 
-class EligibilityEditView(ScreeningPageMixin, ServiceFormView):
+class EligibilityEditView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.change_eligibilityassessment"
     template_name = "participants/eligibility_form.html"
 
@@ -590,7 +594,7 @@ class ConfirmationQueueView(PermissionRequiredMixin, TemplateView):
         return super().get_context_data(rows=rows, page=page, show_names=show_names, query="", **kwargs)
 
 
-class EligibilityConfirmView(ScreeningPageMixin, View):
+class EligibilityConfirmView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, View):
     permission_required = "participants.confirm_eligibility"
     http_method_names = ["post"]
 
@@ -614,7 +618,7 @@ class EligibilityConfirmView(ScreeningPageMixin, View):
 # --- Consent, enrolment, decline ------------------------------------------------------------
 
 
-class ConsentCreateView(ScreeningPageMixin, ServiceFormView):
+class ConsentCreateView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.add_consentrecord"
     template_name = "participants/consent_form.html"
 
@@ -679,7 +683,7 @@ class Readiness:
     detail: str
 
 
-class EnrolView(ScreeningPageMixin, ServiceFormView):
+class EnrolView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.enroll_participant"
     template_name = "participants/participant_enrol.html"
 
@@ -731,7 +735,7 @@ class EnrolView(ScreeningPageMixin, ServiceFormView):
         return super().get_context_data(readiness=readiness, **kwargs)
 
 
-class DeclineView(ScreeningPageMixin, ServiceFormView):
+class DeclineView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.change_screening"
     template_name = "participants/screening_decline.html"
     form_class = DeclineForm
@@ -823,6 +827,9 @@ class ParticipantPageMixin(PermissionRequiredMixin):
             pk=self.kwargs["pk"],
         )
 
+    def lock_scope(self) -> dict:
+        return {"participant": self.participant}
+
     @property
     def today(self) -> dt.date:
         return site_today(self.participant.site)
@@ -857,7 +864,7 @@ class ParticipantDetailView(ParticipantPageMixin, TemplateView):
         )
 
 
-class ConsentWithdrawView(ParticipantPageMixin, ServiceFormView):
+class ConsentWithdrawView(ParticipantPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.add_consentwithdrawal"
     template_name = "participants/participant_withdraw.html"
 
@@ -878,7 +885,7 @@ class ConsentWithdrawView(ParticipantPageMixin, ServiceFormView):
         return redirect(self.participant)
 
 
-class ParticipantEndView(ParticipantPageMixin, ServiceFormView):
+class ParticipantEndView(ParticipantPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.change_participant"
     template_name = "participants/participant_end.html"
 

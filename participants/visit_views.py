@@ -39,6 +39,7 @@ from participants.visit_forms import (
     add_service_error,
 )
 from participants.visits import site_today
+from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 
 # --- Shared page plumbing (used by the safety pages too) ---------------------------------------
@@ -76,6 +77,9 @@ class ParticipantScopedMixin(PermissionRequiredMixin):
     def today(self) -> dt.date:
         return site_today(self.participant.site)
 
+    def lock_scope(self) -> dict:
+        return {"participant": self.participant}
+
     def get_context_data(self, **kwargs):
         return super().get_context_data(participant=self.participant, **kwargs)
 
@@ -95,6 +99,9 @@ class VisitScopedMixin(ParticipantScopedMixin):
     @cached_property
     def participant(self) -> Participant:
         return self.visit.participant
+
+    def lock_scope(self) -> dict:
+        return {"visit": self.visit}
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(visit=self.visit, **kwargs)
@@ -371,6 +378,8 @@ class VisitDetailView(VisitScopedMixin, TemplateView):
         can_edit = (
             user.has_perm("participants.change_visit") and participant.status == ParticipantStatus.ON_STUDY
         ) and visit.status != VisitStatus.MISSED
+        # Locked data are read-only: no edit buttons or forms (the lock banner says why).
+        can_edit = can_edit and lock_in_force(visit=visit) is None
         statuses = form_statuses(visit, today=today, childbearing=childbearing_potential(participant))
         expects_injections = any(s.form == Form.INJECTIONS for s in statuses)
         pending = visit.status == VisitStatus.PLANNED and can_edit
@@ -381,14 +390,14 @@ class VisitDetailView(VisitScopedMixin, TemplateView):
             pregnancy_tests=list(visit.pregnancy_tests.order_by("-test_date", "-id")),
             adverse_events=list(visit.adverse_events.order_by("-reported_at")),
             dosing=PROTOCOL.dosing if expects_injections else None,
-            can_report_adverse_event=user.has_perm("participants.add_adverseevent"),
+            can_report_adverse_event=can_edit and user.has_perm("participants.add_adverseevent"),
             complete_form=VisitCompleteForm(initial={"visit_date": today}) if pending else None,
             miss_form=VisitMissForm() if pending else None,
             **kwargs,
         )
 
 
-class VisitActionView(VisitScopedMixin, ServiceFormView):
+class VisitActionView(VisitScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.change_visit"
 
     def get(self, request, *args, **kwargs):
@@ -441,7 +450,7 @@ class VisitMissView(VisitActionView):
         return redirect(visit)
 
 
-class UnscheduledVisitCreateView(ParticipantScopedMixin, ServiceFormView):
+class UnscheduledVisitCreateView(ParticipantScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     permission_required = "participants.change_visit"
     form_class = UnscheduledVisitForm
     template_name = "participants/visit_unscheduled_form.html"

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
+from trial.locks import require_unlocked
 from trial.models import Site, User
 from trial.protocol import PROTOCOL, VisitDefinition
 
@@ -68,6 +69,7 @@ def visit_complete(*, actor: User | None, visit: Visit, visit_date: dt.date) -> 
     """Mark a visit done on a date. Completing the baseline re-plans the rest from its date."""
     participant = visit.participant
     require_site_permission(actor, "participants.change_participant", participant.site)
+    require_unlocked(visit=visit)
     locked = Visit.objects.select_for_update().get(pk=visit.pk)
     if locked.status != VisitStatus.PLANNED:
         raise ValidationError(
@@ -98,6 +100,7 @@ def visit_complete(*, actor: User | None, visit: Visit, visit_date: dt.date) -> 
 @transaction.atomic
 def visit_miss(*, actor: User | None, visit: Visit, reason: str) -> Visit:
     require_site_permission(actor, "participants.change_participant", visit.participant.site)
+    require_unlocked(visit=visit)
     reason = reason_required(reason)
     locked = Visit.objects.select_for_update().get(pk=visit.pk)
     if locked.status != VisitStatus.PLANNED:
@@ -116,6 +119,7 @@ def visit_add_unscheduled(
     *, actor: User | None, participant: Participant, visit_date: dt.date, reason: str
 ) -> Visit:
     require_site_permission(actor, "participants.change_participant", participant.site)
+    require_unlocked(participant=participant)
     reason = reason_required(reason)
     if participant.status != ParticipantStatus.ON_STUDY:
         raise ValidationError(_("The participant is no longer on study."))

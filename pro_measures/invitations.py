@@ -33,6 +33,7 @@ from pro_measures.models import (
 )
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
+from trial.locks import require_unlocked
 from trial.models import User
 from trial.protocol import PROTOCOL
 
@@ -196,6 +197,7 @@ def response_save_answers(
     """Save some answers (one page of the form) and keep the rest: the patient can leave and
     resume with the same link."""
     now = now or timezone.now()
+    require_unlocked(visit=invitation.visit)
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if locked.status not in OPEN_STATUSES:
         raise ValidationError(_("This questionnaire can no longer be changed."))
@@ -267,6 +269,7 @@ def _complete(invitation: Invitation, response: Response, now: dt.datetime) -> N
 def response_submit(*, invitation: Invitation, now: dt.datetime | None = None) -> Response:
     """Submit: every required item answered, scores computed and stored with the version."""
     now = now or timezone.now()
+    require_unlocked(visit=invitation.visit)
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if locked.status not in OPEN_STATUSES:
         raise ValidationError(_("This questionnaire was already submitted or closed."))
@@ -292,6 +295,7 @@ def response_enter_paper(
     patient left blank on paper are stored as not answered once the person entering confirms it
     (`blanks_confirmed`); the audit reason names them, and scores that need them are None."""
     require_site_permission(actor, "pro_measures.change_invitation", invitation.participant.site)
+    require_unlocked(visit=invitation.visit)
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if locked.status not in OPEN_STATUSES:
         raise ValidationError(_("This questionnaire was already completed or closed."))

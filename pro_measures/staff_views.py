@@ -44,6 +44,7 @@ from pro_measures.models import (
     ResponseSource,
 )
 from pro_measures.staff_forms import OPEN, InvitationFilterForm, PaperResponseForm, RevokeForm
+from trial.locks import ReadOnlyWhenLockedMixin
 
 PAGE_SIZE = 50
 
@@ -403,7 +404,7 @@ class InvitationRevokeView(InvitationScopedMixin, FormView):
         return self.back()
 
 
-class PaperResponseView(InvitationScopedMixin, FormView):
+class PaperResponseView(InvitationScopedMixin, ReadOnlyWhenLockedMixin, FormView):
     """A paper questionnaire entered on the patient's behalf: the whole instrument on one page."""
 
     permission_required = ("pro_measures.add_response", "pro_measures.change_invitation")
@@ -424,6 +425,9 @@ class PaperResponseView(InvitationScopedMixin, FormView):
     @cached_property
     def today(self) -> dt.date:
         return site_today(self.invitation.participant.site)
+
+    def lock_scope(self) -> dict:
+        return {"visit": self.invitation.visit}
 
     def get_form(self, form_class=None):
         return PaperResponseForm(**self.get_form_kwargs(), invitation=self.invitation, today=self.today)

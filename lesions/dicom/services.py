@@ -34,6 +34,7 @@ from lesions.services import LesionRow, SaveResult, visit_lesions_save
 from participants.models import Visit
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context
+from trial.locks import require_unlocked
 from trial.models import User
 from trial.protocol import Form
 
@@ -61,6 +62,7 @@ def dicom_file_upload(*, actor: User | None, lesion: Lesion, visit: Visit, uploa
     """Keep the raw upload in quarantine and enqueue its processing once committed."""
     participant = visit.participant
     require_site_permission(actor, "lesions.add_dicomfile", participant.site)
+    require_unlocked(visit=visit)
     if lesion.participant_id != visit.participant_id:
         raise ValidationError(_("This lesion does not belong to the visit's participant."))
     if Form.MEASUREMENTS not in visit.definition.forms:

@@ -11,16 +11,14 @@ from django.urls import reverse
 from lesions.models import UltrasoundMeasurement
 from lesions.services import LesionRow, visit_lesions_save
 from participants import safety
-from participants import visits as visit_services
 from participants.models import Visit, VisitStatus
 from tests.conftest import sign_in
 from tests.lesions.conftest import injection, measurement
-from tests.participants.test_visit_views import ae_data
 from trial.audit import audited_models, event_model_for
 from trial.data_management import locking
 from trial.data_management.locks_sql import LOCKED_TABLES, TRIGGER
 from trial.data_management.models import DataLock
-from trial.locks import is_lock_refusal, lock_refusal_as_validation_error
+from trial.locks import LockedDataMiddleware, is_lock_refusal, lock_refusal_as_validation_error
 
 pytestmark = pytest.mark.django_db
 
@@ -72,23 +70,13 @@ def add_ae(participant, coordinator, visit):
     )
 
 
-def test_a_locked_visit_refuses_every_write_path(visit_data, data_manager, coordinator):
+def test_the_database_refuses_writes_that_skip_the_services(visit_data, data_manager):
+    """The lock check in the services is for people; the trigger is for every other path."""
     visit = visit_data  # the baseline visit with data, not yet completed
     locking.lock_create(actor=data_manager, visit=visit)
-
-    # the measurement and injection table
-    assert refused(lambda: save_l1(visit, coordinator, "30.0"))
-    # an adverse event reported at the visit
-    assert refused(lambda: add_ae(visit.participant, coordinator, visit))
-    # the visit's completion
-    assert refused(
-        lambda: visit_services.visit_complete(actor=coordinator, visit=visit, visit_date=visit.target_date)
-    )
-    # a raw QuerySet.update, and a delete, that no service made
     assert refused(lambda: UltrasoundMeasurement.objects.filter(visit=visit).update(length_mm=99))
     assert refused(lambda: Visit.objects.filter(pk=visit.pk).update(status=VisitStatus.MISSED))
     assert refused(lambda: UltrasoundMeasurement.objects.filter(visit=visit).delete())
-
     visit.refresh_from_db()
     assert visit.status == VisitStatus.PLANNED
     assert sorted(UltrasoundMeasurement.objects.filter(visit=visit).values_list("length_mm", flat=True)) == [
@@ -108,13 +96,16 @@ def test_a_participant_lock_covers_all_their_visits_and_lesions(
 ):
     locking.lock_create(actor=data_manager, participant=participant)
     later = participant.visits.filter(sequence__gt=visit_data.sequence).order_by("sequence").first()
-    assert refused(lambda: save_l1(later, coordinator))
+    with pytest.raises(ValidationError, match="Lock of participant"):
+        save_l1(later, coordinator)
     assert refused(lambda: participant.lesions.update(label="X"))
 
 
 def test_a_study_lock_covers_every_participant(visit_data, data_manager, coordinator):
     locking.lock_create(actor=data_manager)
-    assert refused(lambda: save_l1(visit_data, coordinator, "30.0"))
+    with pytest.raises(ValidationError, match="Study lock"):
+        save_l1(visit_data, coordinator, "30.0")
+    assert refused(lambda: UltrasoundMeasurement.objects.filter(visit=visit_data).update(length_mm=1))
     with pytest.raises(ValidationError, match="already locked"):
         locking.lock_create(actor=data_manager)
 
@@ -141,25 +132,26 @@ def test_only_data_managers_lock(visit_data, coordinator, monitor):
             locking.lock_create(actor=actor)
 
 
-def test_a_service_can_show_the_lock_as_a_form_error(visit_data, data_manager, coordinator):
+def test_a_refusal_by_the_database_reads_as_locked_data(visit_data, data_manager, rf, coordinator):
+    """The backstop's refusal, should a write skip the services' check: a form error, or a 409 page."""
     locking.lock_create(actor=data_manager, visit=visit_data)
-    with pytest.raises(ValidationError, match="locked"), lock_refusal_as_validation_error():
-        save_l1(visit_data, coordinator, "30.0")
-
-
-def test_locked_pages_answer_409_and_save_nothing(visit_data, participant, data_manager, coordinator, client):
-    locking.lock_create(actor=data_manager, visit=visit_data)
-    sign_in(client, coordinator)
-    response = client.post(
-        reverse("participants:visit-complete", args=[visit_data.pk]), {"visit_date": "2026-11-03"}
-    )
-    assert response.status_code == 409 and "locked" in response.content.decode()
-    response = client.post(
-        reverse("participants:adverse-event-create", args=[participant.pk]),
-        ae_data(reported_at_visit=str(visit_data.pk)),
-    )
+    with (
+        pytest.raises(ValidationError, match="locked"),
+        lock_refusal_as_validation_error(),
+        transaction.atomic(),
+    ):
+        UltrasoundMeasurement.objects.filter(visit=visit_data).update(length_mm=99)
+    refusal = None
+    try:
+        with transaction.atomic():
+            Visit.objects.filter(pk=visit_data.pk).update(status=VisitStatus.MISSED)
+    except DatabaseError as exc:
+        refusal = exc
+    assert refusal is not None and is_lock_refusal(refusal)
+    request = rf.post("/")
+    request.user = coordinator
+    response = LockedDataMiddleware(lambda r: None).process_exception(request, refusal)
     assert response.status_code == 409
-    assert not participant.adverse_events.filter(reported_at_visit=visit_data, grade=2).exists()
 
 
 def test_data_manager_locks_and_unlocks_through_the_pages(visit_data, data_manager, client):
@@ -180,19 +172,22 @@ def test_data_manager_locks_and_unlocks_through_the_pages(visit_data, data_manag
 
 
 # Left out on purpose: invitations are reminder bookkeeping written by the beat tick (sent,
-# bounced); a lock must not stop the tick. Questionnaire answers hang off invitations.
+# bounced); a lock must not stop the tick. Questionnaire responses and scores are locked through
+# their invitation's visit.
 NOT_LOCKED = {"pro_measures_invitation"}
 
 
 def test_every_clinical_table_of_a_visit_or_participant_has_the_lock_trigger():
-    from participants.models import Participant
+    from participants.models import Participant, Screening
+    from pro_measures.models import Invitation, Response
 
+    pro_forms = {Invitation, Response}  # a response hangs off its invitation, a score off its response
     expected = set()
     for model in audited_models():
         if model._meta.app_label not in ("participants", "lesions", "pro_measures"):
             continue
         related = {f.related_model for f in model._meta.concrete_fields if f.is_relation}
-        if model in (Participant, Visit) or related & {Participant, Visit}:
+        if model in (Participant, Visit, Screening) or related & {Participant, Visit, Screening, *pro_forms}:
             expected.add(model._meta.db_table)
     assert expected - NOT_LOCKED == set(LOCKED_TABLES)
     with connection.cursor() as cursor:

@@ -190,6 +190,43 @@ def test_list_query_count_does_not_grow(
     assert count() == small
 
 
+def test_a_form_page_reads_its_query_badges_at_once_however_many_rows(
+    participant, lesions, baseline, coordinator, monitor, client
+):
+    """The lesion table shows one badge per measured lesion: the open queries are read once for
+    the page, so 2 and 10 rows with a query each cost the same number of database queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.lesions.test_views import add_lesions
+
+    def measure_and_query(rows):
+        visit_lesions_save(
+            actor=coordinator,
+            visit=baseline,
+            rows=[LesionRow(lesion, measurement=measurement()) for lesion in rows],
+        )
+        for row in UltrasoundMeasurement.objects.filter(visit=baseline, lesion__in=rows):
+            services.query_raise(actor=monitor, record=row, field_name="depth_mm", text="Depth?")
+
+    url = reverse("lesions:visit-table", args=[baseline.pk])
+    sign_in(client, monitor)
+
+    def page() -> tuple[int, str]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url)
+        assert response.status_code == 200
+        return len(captured), response.content.decode()
+
+    measure_and_query(lesions[:2])
+    with_two, text = page()
+    assert text.count("1 open query") == 2
+    measure_and_query([lesions[2], *add_lesions(participant, coordinator, 7, start=4)])
+    with_ten, text = page()
+    assert text.count("1 open query") == 10
+    assert with_ten == with_two
+
+
 # --- Automatic checks -------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from participants.models import Participant, Visit
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.data_management.models import DataLock, LockScope
+from trial.locks import lock_in_force
 from trial.models import User
 
 PERMISSION = "data_management.manage_locks"
@@ -26,9 +27,10 @@ def _require(actor: User, participant: Participant | None) -> None:
 
 @transaction.atomic
 def lock_create(
-    *, actor: User, visit: Visit | None = None, participant: Participant | None = None
+    *, actor: User, visit: Visit | None = None, participant: Participant | None = None, reason: str = ""
 ) -> DataLock:
-    """Lock `visit`, or `participant` (all their data), or, with neither, the whole study."""
+    """Lock `visit`, or `participant` (all their data, screening to end of study), or, with
+    neither, the whole study. `reason` is shown on every page of the locked data."""
     if visit is not None:
         scope, participant = LockScope.VISIT, visit.participant
     elif participant is not None:
@@ -36,10 +38,21 @@ def lock_create(
     else:
         scope = LockScope.STUDY
     _require(actor, participant)
+    reason = (reason or "").strip()
     try:
-        with transaction.atomic(), audit_context(reason=_("Data locked"), **actor_metadata(actor)):
+        with (
+            transaction.atomic(),
+            audit_context(
+                reason=_("Data locked") + (f": {reason}" if reason else ""), **actor_metadata(actor)
+            ),
+        ):
             return DataLock.objects.create(
-                scope=scope, participant=participant, visit=visit, locked_by=actor, locked_at=timezone.now()
+                scope=scope,
+                participant=participant,
+                visit=visit,
+                locked_by=actor,
+                locked_at=timezone.now(),
+                reason=reason,
             )
     except IntegrityError:
         raise ValidationError(_("These data are already locked.")) from None
@@ -65,13 +78,4 @@ def lock_release(*, actor: User, lock: DataLock, reason: str) -> DataLock:
 
 def active_lock_for(*, visit: Visit | None = None, participant: Participant | None = None) -> DataLock | None:
     """The lock that makes this visit's (or participant's) data read-only, if any."""
-    from django.db.models import Q
-
-    condition = Q(scope=LockScope.STUDY)
-    if visit is not None:
-        condition |= Q(scope=LockScope.VISIT, visit=visit) | Q(
-            scope=LockScope.PARTICIPANT, participant_id=visit.participant_id
-        )
-    elif participant is not None:
-        condition |= Q(scope=LockScope.PARTICIPANT, participant=participant)
-    return DataLock.objects.active().filter(condition).select_related("locked_by").first()
+    return lock_in_force(visit=visit, participant=participant)

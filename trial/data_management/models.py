@@ -253,7 +253,7 @@ class DataLockQuerySet(models.QuerySet):
 @audited
 class DataLock(models.Model):
     """Locked data are read-only. The refusal is not in Python: PostgreSQL triggers on the
-    clinical tables (`edc_refuse_locked`, installed by migration 0003) read this table for every
+    clinical tables (`edc_refuse_locked`, installed by migrations 0004 and 0005) read this table for every
     inserted, updated or deleted row, so no code path (service, admin, `QuerySet.update`, raw SQL)
     can write locked data. Releasing a lock keeps the row (who, when, why)."""
 
@@ -273,6 +273,12 @@ class DataLock(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("locked by")
     )
     locked_at = models.DateTimeField(_("locked at"))
+    reason = models.CharField(
+        _("why locked"),
+        max_length=300,
+        blank=True,
+        help_text=_("Shown on every page of the locked data, e.g. 'Database lock for the interim analysis'."),
+    )
     released_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,

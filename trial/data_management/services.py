@@ -21,6 +21,7 @@ from participants.visits import site_today
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, audited_models
 from trial.data_management.models import Query, QueryState
+from trial.locks import require_unlocked
 from trial.models import User
 from trial.roles import Role
 
@@ -101,7 +102,11 @@ def query_raise(
 
 
 def _locked(query: Query) -> Query:
-    return Query.objects.select_for_update().select_related("participant__site").get(pk=query.pk)
+    return (
+        Query.objects.select_for_update(of=("self",))
+        .select_related("participant__site", "visit")
+        .get(pk=query.pk)
+    )
 
 
 @transaction.atomic
@@ -112,6 +117,9 @@ def query_answer(*, actor: User, query: Query, answer: str, data_corrected: bool
     require_site_permission(actor, "data_management.answer_query", query.participant.site)
     if query.state != QueryState.OPEN:
         raise ValidationError(_("Only an open query can be answered."))
+    if data_corrected:
+        # A correction of locked data cannot have been made: say so before recording the claim.
+        require_unlocked(visit=query.visit, participant=query.participant)
     answer = (answer or "").strip()
     if not answer:
         raise ValidationError({"answer": _("Write an answer, or say what you corrected.")})

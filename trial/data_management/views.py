@@ -19,6 +19,7 @@ from participants.visits import site_today
 from trial.data_management import locking, services, verification
 from trial.data_management.forms import QueryAnswerForm, QueryFilterForm, QueryRaiseForm, QueryReopenForm
 from trial.data_management.models import DataLock, LockScope, Query, QueryState
+from trial.locks import lock_message
 
 
 def _form_error(form, exc: ValidationError) -> None:
@@ -237,13 +238,15 @@ class VerificationView(PermissionRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         participant = self.target.participant if self.scope == "visit" else self.target
+        lock = locking.active_lock_for(**self.scope_kwargs())
         return super().get_context_data(
             target=self.target,
             scope=self.scope,
             participant=participant,
             status=verification.latest_verification_status(**self.scope_kwargs()),
             can_verify=self.request.user.has_perm("data_management.verify_source"),
-            lock=locking.active_lock_for(**self.scope_kwargs()),
+            lock=lock,
+            lock_message=lock_message(lock) if lock else "",
             can_lock=self.request.user.has_perm("data_management.manage_locks"),
             **kwargs,
         )
@@ -302,7 +305,7 @@ class LockCreateView(PermissionRequiredMixin, View):
         elif scope != LockScope.STUDY:
             raise Http404
         try:
-            locking.lock_create(actor=request.user, **kwargs)
+            locking.lock_create(actor=request.user, reason=request.POST.get("reason", "")[:300], **kwargs)
             messages.success(request, _("Locked."))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
