@@ -37,8 +37,25 @@ class SignForm(forms.Form):
 
 
 class QueueSignForm(SignForm):
-    visits = forms.TypedMultipleChoiceField(label=_("Visits to sign"), coerce=int, choices=())
+    """Sign several waiting items at once: visits, eligibility checklists (by screening) and ends
+    of study (by participant); at least one."""
 
-    def __init__(self, *args, visit_choices=(), **kwargs):
+    visits = forms.TypedMultipleChoiceField(label=_("Visits to sign"), coerce=int, choices=(), required=False)
+    screenings = forms.TypedMultipleChoiceField(
+        label=_("Eligibility to sign"), coerce=int, choices=(), required=False
+    )
+    participants = forms.TypedMultipleChoiceField(
+        label=_("Ends of study to sign"), coerce=int, choices=(), required=False
+    )
+    SUBJECT_FIELDS = ("visits", "screenings", "participants")
+
+    def __init__(self, *args, choices: dict[str, list[tuple[int, str]]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["visits"].choices = visit_choices
+        for name in self.SUBJECT_FIELDS:
+            self.fields[name].choices = (choices or {}).get(name, [])
+
+    def clean(self):
+        cleaned = super().clean()
+        if not any(cleaned.get(name) for name in self.SUBJECT_FIELDS):
+            raise forms.ValidationError(_("Tick at least one item to sign."))
+        return cleaned

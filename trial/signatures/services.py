@@ -1,10 +1,11 @@
-"""Signing visits, verifying signatures, voiding those whose records changed.
+"""Signing visits, eligibility and ends of study; verifying signatures, voiding those whose
+records changed.
 
 21 CFR Part 11 as it applies here:
 - 11.50: the signature shows the printed name, the date and time (UTC) and the meaning.
 - 11.70: it is bound to the records: `content_hash` is the SHA-256 of the canonical JSON of the
   signed records' values, so it verifies against that content and no other; an edit afterwards
-  makes it void (audited update, with the time and why) and the visit returns to the queue.
+  makes it void (audited update, with the time and why) and the subject returns to the queue.
 - 11.200(a)(1): signing asks for the password again, and the second factor when the session's
   last verification is older than settings.SIGNATURE_SECOND_FACTOR_MAX_AGE. Refused attempts are
   recorded (SigningFailure) and count toward the sign-in lockout (django-axes, via authenticate()).
@@ -20,17 +21,27 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from participants.models import Visit, VisitStatus
+from participants.models import (
+    EligibilityStatus,
+    Participant,
+    ParticipantStatus,
+    Screening,
+    ScreeningOutcome,
+    Visit,
+    VisitStatus,
+)
+from participants.services import eligibility_confirm
 from trial.accounts.sessions import SIGNED_IN_AT
 from trial.accounts.two_factor import VerificationThrottled, otp_token_verify
 from trial.audit import actor_metadata, audit_context, event_model_for
 from trial.models import Site, User
-from trial.reports.content import record_event_sources, sha256_of, visit_records
-from trial.signatures.models import Signature, SignatureStatus, SigningFailure
+from trial.reports.content import sha256_of
+from trial.signatures.models import SUBJECT_KINDS, Signature, SignatureKind, SignatureStatus, SigningFailure
+from trial.signatures.subjects import SUBJECTS, subject_kind
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +65,8 @@ class Verification:
         return self.stored_hash != self.current_hash
 
 
-def _require_signer(actor: User, visit: Visit) -> None:
-    site = visit.participant.site
+def _require_signer(actor: User, subject: Model) -> None:
+    site = subject_kind(subject).site(subject)
     if (
         not actor.has_perm("signatures.sign_visit")
         or not Site.objects.visible_to(actor).filter(pk=site.pk).exists()
@@ -78,16 +89,32 @@ def second_factor_due(session, *, now: dt.datetime | None = None) -> bool:
     return now_ts - last > settings.SIGNATURE_SECOND_FACTOR_MAX_AGE.total_seconds()
 
 
-def _refuse(actor: User, visits: list[Visit], reason: str, request, message: str) -> None:
+def _refuse(actor: User, subjects: list[Model], reason: str, request, message: str) -> None:
+    """Log one refused attempt per subject being signed (append-only, audited), then refuse."""
     remote_addr = request.META.get("REMOTE_ADDR") if request is not None else None
-    SigningFailure.objects.bulk_create(
-        [SigningFailure(user=actor, visit=visit, reason=reason, remote_addr=remote_addr) for visit in visits]
+    with audit_context(reason=f"signing refused: {reason}", **actor_metadata(actor)):
+        SigningFailure.objects.bulk_create(
+            [
+                SigningFailure(
+                    user=actor,
+                    kind=SUBJECT_KINDS[type(subject)],
+                    **{subject_kind(subject).field: subject},
+                    reason=reason,
+                    remote_addr=remote_addr,
+                )
+                for subject in subjects
+            ]
+        )
+    logger.warning(
+        "Signing refused for user %s (%s) on %s",
+        actor.pk,
+        reason,
+        [f"{type(s).__name__} {s.pk}" for s in subjects],
     )
-    logger.warning("Signing refused for user %s (%s) on visits %s", actor.pk, reason, [v.pk for v in visits])
     raise SigningRefused(message)
 
 
-def credentials_check(*, actor: User, visits: list[Visit], password: str, otp_token: str, request) -> bool:
+def credentials_check(*, actor: User, subjects: list[Model], password: str, otp_token: str, request) -> bool:
     """Check the signer's password (and code when due). Returns whether a code was checked.
 
     Not atomic on purpose: a refused attempt is recorded even though signing does not happen."""
@@ -105,14 +132,16 @@ def credentials_check(*, actor: User, visits: list[Visit], password: str, otp_to
     else:
         password_ok = actor.check_password(password)
     if not password_ok:
-        _refuse(actor, visits, WRONG_PASSWORD, request, _("The password is not correct. Nothing was signed."))
+        _refuse(
+            actor, subjects, WRONG_PASSWORD, request, _("The password is not correct. Nothing was signed.")
+        )
     session = getattr(request, "session", None)
     if not second_factor_due(session):
         return False
     if not (otp_token or "").strip():
         _refuse(
             actor,
-            visits,
+            subjects,
             CODE_MISSING,
             request,
             _("Your last second-factor check is too old: enter the code from your authenticator app."),
@@ -122,44 +151,63 @@ def credentials_check(*, actor: User, visits: list[Visit], password: str, otp_to
     except VerificationThrottled as throttled:
         raise SigningRefused(throttled.message) from None
     if device is None:
-        _refuse(actor, visits, WRONG_CODE, request, _("The code is not correct. Nothing was signed."))
+        _refuse(actor, subjects, WRONG_CODE, request, _("The code is not correct. Nothing was signed."))
     if session is not None:
         session[SECOND_FACTOR_AT] = timezone.now().timestamp()
     return True
 
 
+def subjects_sign(
+    *, actor: User, subjects: list[Model], meaning: str, password: str, otp_token: str = "", request=None
+) -> list[Signature]:
+    """Sign each subject (visit, screening's eligibility, participant's end of study) with
+    `meaning` after checking the signer's credentials once. All or none.
+
+    Signing an eligibility is the investigator's confirmation of it: an unconfirmed checklist is
+    confirmed (`participants.services.eligibility_confirm`) in the same transaction as the
+    signature, so the signed content includes the confirmation."""
+    if not subjects:
+        raise ValidationError(_("Choose at least one item to sign."))
+    for subject in subjects:
+        _require_signer(actor, subject)
+    second_factor = credentials_check(
+        actor=actor, subjects=subjects, password=password, otp_token=otp_token, request=request
+    )
+    return _sign(actor=actor, subjects=subjects, meaning=meaning, second_factor=second_factor)
+
+
 def visits_sign(
     *, actor: User, visits: list[Visit], meaning: str, password: str, otp_token: str = "", request=None
 ) -> list[Signature]:
-    """Sign each visit with `meaning` after checking the signer's credentials once. All or none."""
     if not visits:
         raise ValidationError(_("Choose at least one visit to sign."))
-    for visit in visits:
-        _require_signer(actor, visit)
-    second_factor = credentials_check(
-        actor=actor, visits=visits, password=password, otp_token=otp_token, request=request
+    return subjects_sign(
+        actor=actor, subjects=visits, meaning=meaning, password=password, otp_token=otp_token, request=request
     )
-    return _sign(actor=actor, visits=visits, meaning=meaning, second_factor=second_factor)
 
 
 @transaction.atomic
-def _sign(*, actor: User, visits: list[Visit], meaning: str, second_factor: bool) -> list[Signature]:
+def _sign(*, actor: User, subjects: list[Model], meaning: str, second_factor: bool) -> list[Signature]:
     from trial.reports.models import ReportTrigger
     from trial.reports.tasks import report_enqueue_on_commit
 
     signatures = []
-    for visit in sorted(visits, key=lambda v: v.pk):  # lock in one order: no deadlock between signers
-        locked = Visit.objects.select_for_update().select_related("participant").get(pk=visit.pk)
-        if locked.status != VisitStatus.COMPLETED:
-            raise ValidationError(
-                _("%(visit)s is not completed; only completed visits are signed.") % {"visit": locked}
-            )
-        signature_void_if_changed_for_visit(locked)
-        if Signature.objects.filter(visit=locked, status=SignatureStatus.VALID).exists():
-            raise ValidationError(_("%(visit)s is already signed.") % {"visit": locked})
-        content = visit_records(locked)
+    # Lock in one order (kind, then id): no deadlock between signers.
+    for subject in sorted(subjects, key=lambda s: (SUBJECT_KINDS[type(s)], s.pk)):
+        kind = subject_kind(subject)
+        locked = kind.locked(subject)
+        refusal = kind.refusal(locked)
+        if refusal:
+            raise ValidationError(refusal)
+        signatures_void_if_changed(locked)
+        if Signature.objects.for_subject(locked).valid().exists():
+            raise ValidationError(_("%(subject)s is already signed.") % {"subject": _label(locked)})
+        if kind.kind == SignatureKind.ELIGIBILITY and not locked.eligibility.is_confirmed:
+            eligibility_confirm(actor=actor, screening=locked)
+        content = kind.records(locked)
         signature = Signature(
-            visit=locked,
+            kind=kind.kind,
+            **{kind.field: locked},
             signer=actor,
             printed_name=actor.full_name,
             signer_email=actor.email,
@@ -171,19 +219,26 @@ def _sign(*, actor: User, visits: list[Visit], meaning: str, second_factor: bool
         )
         signature.full_clean()
         with audit_context(
-            reason=f"visit signed: {signature.get_meaning_display()}", **actor_metadata(actor)
+            reason=f"{kind.kind.replace('_', ' ')} signed: {signature.get_meaning_display()}",
+            **actor_metadata(actor),
         ):
             signature.save()
         signatures.append(signature)
-        # The report's signature block shows it: a new version after commit.
-        report_enqueue_on_commit(locked.pk, ReportTrigger.DATA_CHANGED)
+        if kind.kind == SignatureKind.VISIT:
+            # The report's signature block shows it: a new version after commit.
+            report_enqueue_on_commit(locked.pk, ReportTrigger.DATA_CHANGED)
     return signatures
+
+
+def _label(subject: Model) -> str:
+    kind = SUBJECT_KINDS[type(subject)]
+    return str(subject) if kind == SignatureKind.VISIT else f"{SignatureKind(kind).label} {subject}"
 
 
 def signature_verify(signature: Signature) -> Verification:
     """Does the signature still verify? Its stored content must hash to its hash (the signature row
-    is intact) and the visit's records now must hash to the same value (they did not change)."""
-    current = sha256_of(visit_records(signature.visit))
+    is intact) and the subject's records now must hash to the same value (they did not change)."""
+    current = sha256_of(SUBJECTS[signature.kind].records(signature.subject))
     intact = sha256_of(signature.content) == signature.content_hash
     return Verification(
         valid=signature.status == SignatureStatus.VALID and intact and current == signature.content_hash,
@@ -201,10 +256,10 @@ def _void(signature: Signature, reason: str) -> None:
 
 
 @transaction.atomic
-def signature_void_if_changed_for_visit(visit: Visit) -> int:
-    """Void the visit's valid signatures that no longer verify. Returns how many were voided."""
+def signatures_void_if_changed(subject: Model) -> int:
+    """Void the subject's valid signatures that no longer verify. Returns how many were voided."""
     voided = 0
-    for signature in Signature.objects.select_for_update().filter(visit=visit, status=SignatureStatus.VALID):
+    for signature in Signature.objects.select_for_update().for_subject(subject).valid():
         check = signature_verify(signature)
         if not check.valid:
             reason = _("The signed records changed after signing (content hash %(new)s, signed %(old)s).") % {
@@ -217,7 +272,7 @@ def signature_void_if_changed_for_visit(visit: Visit) -> int:
 
 
 def changed_since_signing(signatures: QuerySet[Signature]) -> QuerySet[Signature]:
-    """Valid signatures whose visit has an audit event in a signed table not older than the
+    """Valid signatures whose subject has an audit event in a signed table not older than the
     signing. One query; each candidate is then confirmed by its hash (an edit back to the same
     values keeps the signature). Times are the database's (pghistory stamps events with the
     transaction's now()): the signature's own insert event gives its time in that clock."""
@@ -226,38 +281,75 @@ def changed_since_signing(signatures: QuerySet[Signature]) -> QuerySet[Signature
         .objects.filter(pgh_obj_id=OuterRef("pk"), pgh_label="insert")
         .values("pgh_created_at")[:1]
     )
-    condition = None
-    for model, lookup in record_event_sources():
-        exists = Exists(
-            event_model_for(model).objects.filter(
-                **{lookup: OuterRef("visit_id")}, pgh_created_at__gte=OuterRef("db_signed_at")
+    condition = Q()
+    for kind, subject in SUBJECTS.items():
+        changed = None
+        for model, lookup, outer in subject.event_sources:
+            exists = Exists(
+                event_model_for(model).objects.filter(
+                    **{lookup: OuterRef(outer)}, pgh_created_at__gte=OuterRef("db_signed_at")
+                )
             )
-        )
-        condition = exists if condition is None else condition | exists
+            changed = exists if changed is None else changed | exists
+        condition |= Q(changed, kind=kind)
     return signatures.filter(status=SignatureStatus.VALID).annotate(db_signed_at=signed_at).filter(condition)
 
 
-def signatures_verify_changed(visits: QuerySet[Visit] | None = None) -> int:
-    """Void every valid signature (of `visits`, or all) whose records changed. Called by the
-    minute tick and before the queue and a visit's signature page are shown."""
-    signatures = Signature.objects.all()
-    if visits is not None:
-        signatures = signatures.filter(visit__in=visits)
+def signatures_verify_changed(signatures: QuerySet[Signature] | None = None) -> int:
+    """Void every valid signature (of `signatures`, or all) whose records changed. Called by the
+    minute tick and before the queue and a subject's signature page are shown."""
+    candidates = changed_since_signing(signatures if signatures is not None else Signature.objects.all())
     voided = 0
-    for visit_id in set(changed_since_signing(signatures).values_list("visit_id", flat=True)):
-        voided += signature_void_if_changed_for_visit(Visit.objects.get(pk=visit_id))
+    for signature in candidates.select_related("visit", "screening", "participant"):
+        voided += signatures_void_if_changed(signature.subject)
     return voided
+
+
+def signatures_verify_changed_for(user: User) -> int:
+    """`signatures_verify_changed` for the signatures the user can see (the queue's read-time check)."""
+    return signatures_verify_changed(Signature.objects.visible_to(user))
+
+
+def _waiting(queryset: QuerySet, kind: str, outer: str = "pk") -> QuerySet:
+    """Subjects with no valid signature; `was_signed` marks those whose signature was voided."""
+    signatures = Signature.objects.filter(kind=kind, **{SUBJECTS[kind].field: OuterRef(outer)})
+    return queryset.exclude(Exists(signatures.filter(status=SignatureStatus.VALID))).annotate(
+        was_signed=Exists(signatures.filter(status=SignatureStatus.VOID))
+    )
 
 
 def visits_to_sign(user: User) -> QuerySet[Visit]:
     """Completed visits at the user's sites with no valid signature, oldest first; `was_signed`
     marks those whose signature was voided by a later edit."""
-    signatures = Signature.objects.filter(visit=OuterRef("pk"))
     return (
-        Visit.objects.visible_to(user)
-        .filter(status=VisitStatus.COMPLETED)
-        .exclude(Exists(signatures.filter(status=SignatureStatus.VALID)))
-        .annotate(was_signed=Exists(signatures.filter(status=SignatureStatus.VOID)))
+        _waiting(Visit.objects.visible_to(user).filter(status=VisitStatus.COMPLETED), SignatureKind.VISIT)
         .select_related("participant", "participant__site")
         .order_by("visit_date", "participant__study_id", "sequence")
+    )
+
+
+def eligibility_to_sign(user: User) -> QuerySet[Screening]:
+    """Screenings at the user's sites whose checklist meets every criterion and has no valid
+    signature (signing confirms it), not recorded as declined; oldest first."""
+    return (
+        _waiting(
+            Screening.objects.visible_to(user)
+            .filter(eligibility__status=EligibilityStatus.ELIGIBLE)
+            .exclude(outcome=ScreeningOutcome.DECLINED),
+            SignatureKind.ELIGIBILITY,
+        )
+        .select_related("site", "eligibility")
+        .order_by("screening_date", "pk")
+    )
+
+
+def ends_of_study_to_sign(user: User) -> QuerySet[Participant]:
+    """Participants at the user's sites whose time on study ended with no valid signature of it."""
+    return (
+        _waiting(
+            Participant.objects.visible_to(user).exclude(status=ParticipantStatus.ON_STUDY),
+            SignatureKind.END_OF_STUDY,
+        )
+        .select_related("site")
+        .order_by("ended_on", "study_id")
     )

@@ -1,70 +1,72 @@
-"""The visit review page (records, report versions, signatures; sign) and the investigator's
-queue of visits waiting for a signature."""
+"""Review-and-sign pages (a visit; a screening's eligibility; a participant's end of study: the
+records, the signatures with their status, the sign form) and the investigator's queue of
+everything waiting for a signature."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.functional import cached_property
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.generic import TemplateView
 
-from participants.models import Visit, VisitStatus
+from participants.views import eligibility_panel_context
 from trial.reports import services as report_services
-from trial.reports.content import sha256_of, visit_content_hash
+from trial.reports.content import sha256_of
 from trial.reports.data import report_data
 from trial.signatures import services
 from trial.signatures.forms import QueueSignForm, SignForm
-from trial.signatures.models import Signature, SignatureStatus
+from trial.signatures.models import Signature, SignatureKind, SignatureStatus, sign_url
+from trial.signatures.subjects import SUBJECTS
 
 
-class VisitSignView(PermissionRequiredMixin, TemplateView):
-    """Review a completed visit: its records as the report shows them, the report versions with
-    their hashes, the signatures with their status, and (for investigators) the sign form."""
+class SubjectSignView(PermissionRequiredMixin, TemplateView):
+    """Review one subject's records and its signatures; investigators sign it here."""
 
-    permission_required = "reports.view_visitreport"
-    template_name = "signatures/visit_sign.html"
+    kind: str
+    related: tuple[str, ...] = ()
+    signed_message = _("Signed.")
 
     @cached_property
-    def visit(self) -> Visit:
+    def subject(self) -> Model:
+        model = SUBJECTS[self.kind].model
         return get_object_or_404(
-            Visit.objects.visible_to(self.request.user).select_related("participant__site"),
-            pk=self.kwargs["pk"],
+            model.objects.visible_to(self.request.user).select_related(*self.related), pk=self.kwargs["pk"]
         )
 
     def can_sign(self) -> bool:
         return (
-            self.request.user.has_perm("signatures.sign_visit") and self.visit.status == VisitStatus.COMPLETED
+            self.request.user.has_perm("signatures.sign_visit")
+            and SUBJECTS[self.kind].refusal(self.subject) is None
         )
 
     def form(self, data=None) -> SignForm:
         return SignForm(data, code_required=services.second_factor_due(self.request.session))
 
+    def subject_context(self) -> dict:
+        return {}
+
     def get_context_data(self, **kwargs):
-        visit = self.visit
+        subject = self.subject
         # Read-time check: a signature whose records changed is void before anyone sees it as valid.
-        services.signature_void_if_changed_for_visit(visit)
-        signatures = list(Signature.objects.filter(visit=visit).order_by("-signed_at"))
-        reports = report_services.report_versions(visit)
-        latest = reports[0] if reports else None
-        data = report_data(visit, signatures=report_services.signature_block(visit))
-        current_hash = sha256_of(data)
+        services.signatures_void_if_changed(subject)
+        signatures = list(Signature.objects.for_subject(subject).order_by("-signed_at"))
         kwargs.setdefault("form", self.form() if self.can_sign() else None)
+        refusal = SUBJECTS[self.kind].refusal(subject)
         return super().get_context_data(
-            visit=visit,
-            participant=visit.participant,
-            data=data,
-            reports=reports,
-            report_stale=latest is None or latest.content_hash != current_hash,
+            subject=subject,
+            signable=refusal is None,
+            unsignable_reason=refusal,
             signatures=signatures,
             valid_signature=next((s for s in signatures if s.status == SignatureStatus.VALID), None),
-            records_hash=visit_content_hash(visit),
-            can_generate=self.request.user.has_perm("reports.add_visitreport")
-            and visit.status == VisitStatus.COMPLETED,
+            records_hash=sha256_of(SUBJECTS[self.kind].records(subject)),
+            site_zone=SUBJECTS[self.kind].site(subject).time_zone,
+            **self.subject_context(),
             **kwargs,
         )
 
@@ -74,9 +76,9 @@ class VisitSignView(PermissionRequiredMixin, TemplateView):
         form = self.form(request.POST)
         if form.is_valid():
             try:
-                services.visits_sign(
+                services.subjects_sign(
                     actor=request.user,
-                    visits=[self.visit],
+                    subjects=[self.subject],
                     meaning=form.cleaned_data["meaning"],
                     password=form.cleaned_data["password"],
                     otp_token=form.cleaned_data.get("otp_token", ""),
@@ -85,44 +87,122 @@ class VisitSignView(PermissionRequiredMixin, TemplateView):
             except ValidationError as error:
                 form.add_error(None, error)
             else:
-                messages.success(request, _("Visit signed. The report's new version shows the signature."))
-                return redirect(reverse("signatures:visit-sign", args=[self.visit.pk]))
+                messages.success(request, self.signed_message)
+                return redirect(sign_url(self.subject))
         return self.render_to_response(self.get_context_data(form=form), status=400 if form.errors else 200)
 
 
+class VisitSignView(SubjectSignView):
+    """A completed visit: its records as the report shows them, the report versions with their
+    hashes, the signatures with their status, and (for investigators) the sign form."""
+
+    permission_required = "reports.view_visitreport"
+    template_name = "signatures/visit_sign.html"
+    kind = SignatureKind.VISIT
+    related = ("participant__site",)
+    signed_message = _("Visit signed. The report's new version shows the signature.")
+
+    def subject_context(self) -> dict:
+        visit = self.subject
+        reports = report_services.report_versions(visit)
+        latest = reports[0] if reports else None
+        data = report_data(visit, signatures=report_services.signature_block(visit))
+        return {
+            "visit": visit,
+            "participant": visit.participant,
+            "data": data,
+            "reports": reports,
+            "report_stale": latest is None or latest.content_hash != sha256_of(data),
+            "can_generate": self.request.user.has_perm("reports.add_visitreport")
+            and visit.status == "completed",
+        }
+
+
+class EligibilitySignView(SubjectSignView):
+    """A screening's eligibility checklist. Signing it is the investigator's confirmation: one act,
+    password again, recorded as an e-signature bound to the answers."""
+
+    permission_required = "participants.view_screening"
+    template_name = "signatures/eligibility_sign.html"
+    kind = SignatureKind.ELIGIBILITY
+    related = ("site", "eligibility", "eligibility__confirmed_by")
+    signed_message = _("Eligibility confirmed and signed.")
+
+    def can_sign(self) -> bool:
+        return super().can_sign() and self.request.user.has_perm("participants.confirm_eligibility")
+
+    def subject_context(self) -> dict:
+        screening = self.subject
+        return {
+            "screening": screening,
+            "assessment": screening.eligibility,
+            **eligibility_panel_context(screening.eligibility.assess(), user=self.request.user, saved=True),
+        }
+
+
+class EndOfStudySignView(SubjectSignView):
+    """A participant's end of study: status, date, reason, withdrawals of consent."""
+
+    permission_required = "participants.view_participant"
+    template_name = "signatures/end_of_study_sign.html"
+    kind = SignatureKind.END_OF_STUDY
+    related = ("site", "screening")
+    signed_message = _("End of study signed.")
+
+    def subject_context(self) -> dict:
+        participant = self.subject
+        return {
+            "participant": participant,
+            "withdrawals": list(participant.screening.withdrawals.order_by("withdrawn_on", "pk")),
+        }
+
+
 class QueueView(PermissionRequiredMixin, TemplateView):
-    """Completed visits waiting for a signature at the investigator's sites; sign one or several."""
+    """Everything waiting for a signature at the investigator's sites - completed visits, eligible
+    checklists, ends of study - with the ones whose signature was voided by an edit marked; sign
+    one or several after review."""
 
     permission_required = "signatures.sign_visit"
     template_name = "signatures/queue.html"
 
-    def queue(self) -> list[Visit]:
+    def queue(self) -> dict[str, list[Model]]:
         user = self.request.user
-        # Signatures of visits whose records changed become void before the list is drawn.
-        services.signatures_verify_changed(Visit.objects.visible_to(user))
-        return list(services.visits_to_sign(user))
+        # Signatures whose records changed become void before the lists are drawn.
+        services.signatures_verify_changed(Signature.objects.visible_to(user))
+        return {
+            "visits": list(services.visits_to_sign(user)),
+            "screenings": list(services.eligibility_to_sign(user)),
+            "participants": list(services.ends_of_study_to_sign(user)),
+        }
 
-    def form(self, visits: list[Visit], data=None) -> QueueSignForm:
+    def form(self, queue: dict[str, list[Model]], data=None) -> QueueSignForm:
         return QueueSignForm(
             data,
             code_required=services.second_factor_due(self.request.session),
-            visit_choices=[(v.pk, str(v)) for v in visits],
+            choices={name: [(s.pk, str(s)) for s in subjects] for name, subjects in queue.items()},
         )
 
     def get_context_data(self, **kwargs):
-        visits = kwargs.pop("visits", None) or self.queue()
-        kwargs.setdefault("form", self.form(visits))
-        return super().get_context_data(visits=visits, **kwargs)
+        queue = kwargs.pop("queue", None) or self.queue()
+        kwargs.setdefault("form", self.form(queue))
+        return super().get_context_data(
+            **queue, waiting=sum(len(items) for items in queue.values()), **kwargs
+        )
 
     def post(self, request, *args, **kwargs):
-        visits = self.queue()
-        form = self.form(visits, request.POST)
+        queue = self.queue()
+        form = self.form(queue, request.POST)
         if form.is_valid():
-            chosen = [v for v in visits if v.pk in set(form.cleaned_data["visits"])]
+            chosen = [
+                subject
+                for name, subjects in queue.items()
+                for subject in subjects
+                if subject.pk in set(form.cleaned_data[name])
+            ]
             try:
-                signed = services.visits_sign(
+                signed = services.subjects_sign(
                     actor=request.user,
-                    visits=chosen,
+                    subjects=chosen,
                     meaning=form.cleaned_data["meaning"],
                     password=form.cleaned_data["password"],
                     otp_token=form.cleaned_data.get("otp_token", ""),
@@ -133,13 +213,15 @@ class QueueView(PermissionRequiredMixin, TemplateView):
             else:
                 messages.success(
                     request,
-                    ngettext("%(n)d visit signed.", "%(n)d visits signed.", len(signed)) % {"n": len(signed)},
+                    ngettext("%(n)d item signed.", "%(n)d items signed.", len(signed)) % {"n": len(signed)},
                 )
                 return redirect("signatures:queue")
-        return self.render_to_response(self.get_context_data(form=form, visits=visits), status=400)
+        return self.render_to_response(self.get_context_data(form=form, queue=queue), status=400)
 
 
 urlpatterns = [
     path("signatures/queue/", QueueView.as_view(), name="queue"),
     path("signatures/visits/<int:pk>/", VisitSignView.as_view(), name="visit-sign"),
+    path("signatures/eligibility/<int:pk>/", EligibilitySignView.as_view(), name="eligibility-sign"),
+    path("signatures/end-of-study/<int:pk>/", EndOfStudySignView.as_view(), name="end-of-study-sign"),
 ]
