@@ -28,7 +28,7 @@ from participants.models import (
     Visit,
     VisitStatus,
 )
-from participants.visits import site_today
+from participants.visits import site_today, visit_records_changed
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import save_if_unchanged
@@ -347,6 +347,7 @@ def visit_lesions_save(
         if errors:
             # Nothing of the table is kept: the caller shows the messages with the user's input.
             raise ValidationError({key: messages for key, messages in errors.items()})
+    visit_records_changed(visit.pk)
     return result
 
 

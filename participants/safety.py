@@ -22,7 +22,7 @@ from participants.models import (
     ProtocolDeviation,
     Visit,
 )
-from participants.visits import site_today
+from participants.visits import site_today, visit_records_changed
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import save_if_unchanged
@@ -71,6 +71,7 @@ def pregnancy_test_record(
     test.full_clean()
     with audit_context(reason="pregnancy test recorded", **actor_metadata(actor)):
         test.save()
+    visit_records_changed(test.visit_id)
     return test
 
 
@@ -97,6 +98,7 @@ def adverse_event_record(*, actor: User, participant: Participant, values: dict[
     with audit_context(reason="adverse event reported", **actor_metadata(actor)):
         event.save()
     _enqueue_sae_alert(event)
+    visit_records_changed(event.reported_at_visit_id)
     return event
 
 
@@ -120,12 +122,14 @@ def adverse_event_update(
     changed = [name for name, value in values.items() if getattr(event, name) != value]
     if not changed:
         return event
+    reported_at_before = event.reported_at_visit_id
     for name in changed:
         setattr(event, name, values[name])
     event.full_clean()
     with audit_context(reason=reason, **actor_metadata(actor)):
         save_if_unchanged(event, expected_version=expected_version, fields=changed)
     _enqueue_sae_alert(event)
+    visit_records_changed(reported_at_before, event.reported_at_visit_id)
     return event
 
 
@@ -201,6 +205,7 @@ def ae_review_record(*, actor: User, visit: Visit, new_events: bool, reason: str
             review.new_events = new_events
             review.reviewed_by = actor
             review.save()
+    visit_records_changed(visit.pk)
     return review
 
 

@@ -97,6 +97,17 @@ def visit_complete(*, actor: User | None, visit: Visit, visit_date: dt.date) -> 
     return locked
 
 
+def visit_records_changed(*visit_ids: int | None) -> None:
+    """Announce after commit that records of these visits changed: the read side (trial.reports)
+    re-checks their signatures and makes a new report version of a completed visit within seconds,
+    instead of at its minute tick (which stays the safety net). Called by every service that edits
+    a visit's records; by task name, since domain apps never import the read side."""
+    from participants.services import _announce
+
+    for visit_id in sorted({pk for pk in visit_ids if pk}):
+        _announce("reports.tasks.visit_report_generate", visit_id, "changed")
+
+
 @transaction.atomic
 def visit_miss(*, actor: User | None, visit: Visit, reason: str) -> Visit:
     require_site_permission(actor, "participants.change_participant", visit.participant.site)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
+from participants.visits import visit_records_changed
 from pro_measures.instruments import INSTRUMENTS, instrument
 from pro_measures.models import (
     OPEN_STATUSES,
@@ -263,6 +264,8 @@ def _complete(invitation: Invitation, response: Response, now: dt.datetime) -> N
     Reminder.objects.filter(invitation=invitation, state=ReminderState.PENDING).update(
         state=ReminderState.CANCELLED, cancelled_reason="completed"
     )
+    # Scores of a visit's questionnaire are in its report and its signed records.
+    visit_records_changed(invitation.visit_id)
 
 
 @transaction.atomic

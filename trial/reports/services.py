@@ -28,6 +28,7 @@ from trial.reports.data import report_data
 from trial.reports.models import ReportDownload, ReportTrigger, VisitReport
 from trial.reports.pdf import Asset, html_to_pdf
 from trial.signatures.models import Signature
+from trial.signatures.services import signatures_void_if_changed
 
 TREND_ASSET = "lesion-trend.svg"
 
@@ -141,6 +142,8 @@ def visit_report_generate(
     require_site_permission(actor, "reports.add_visitreport", visit.participant.site)
     if visit.status != VisitStatus.COMPLETED:
         return None
+    # A signature whose records changed is void before the report prints its status.
+    signatures_void_if_changed(visit)
     data, content_hash = current_report_data(visit)
     latest = latest_report(visit)
     if latest is not None and latest.content_hash == content_hash:
