@@ -4,7 +4,7 @@ Migrations (and backups) run as the database owner. The web, worker and beat pro
 a separate runtime role that can read and write clinical rows but cannot change the audit trail
 or switch it off:
 
-- audit event tables: SELECT and INSERT only (the audit triggers run as the writing role and
+- audit event tables (and models with `APPEND_ONLY = True`): SELECT and INSERT only (the audit triggers run as the writing role and
   insert the event rows); no UPDATE, DELETE or TRUNCATE, on top of the triggers that refuse them;
 - `django_migrations`: SELECT only;
 - every other table: SELECT, INSERT, UPDATE, DELETE (never TRUNCATE, REFERENCES or TRIGGER);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.db import connections, transaction
 from psycopg2 import sql
 
@@ -46,8 +47,10 @@ class RoleGrants:
 
 
 def append_only_tables() -> frozenset[str]:
-    """The audit trail's event tables."""
-    return frozenset(event._meta.db_table for event in audited_models().values())
+    """The audit trail's event tables, and the tables of models that declare themselves
+    append-only (`APPEND_ONLY = True`, e.g. the log of refused signing attempts)."""
+    declared = {model._meta.db_table for model in apps.get_models() if getattr(model, "APPEND_ONLY", False)}
+    return frozenset(event._meta.db_table for event in audited_models().values()) | declared
 
 
 def privileges_for(table: str, append_only: frozenset[str]) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 import time_machine
-from django.db import IntegrityError, InternalError, connection, transaction
+from django.db import IntegrityError, InternalError, ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from participants import services as participant_services
@@ -198,41 +198,73 @@ def test_the_database_wants_exactly_the_subject_of_the_kind(eligible_screening, 
 # --- Refused attempts: linked to the subject, append-only, audited ------------------------------
 
 
-def test_a_refused_attempt_names_what_was_being_signed_and_cannot_be_changed_or_deleted(
-    eligible_screening,  # noqa: F811
-    investigator,  # noqa: F811
-):
+@pytest.fixture
+def refused_attempt(eligible_screening, investigator):  # noqa: F811
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="password is not correct"):
         sign(investigator, eligible_screening, password="not my password")
-    failure = SigningFailure.objects.get()
-    assert (failure.kind, failure.screening, failure.visit, failure.reason) == (
+    return SigningFailure.objects.get()
+
+
+def test_a_refused_attempt_names_what_was_being_signed_and_is_audited(
+    refused_attempt,
+    eligible_screening,  # noqa: F811
+    investigator,  # noqa: F811
+):
+    assert (
+        refused_attempt.kind,
+        refused_attempt.screening,
+        refused_attempt.visit,
+        refused_attempt.reason,
+    ) == (
         "eligibility",
         eligible_screening,
         None,
         "wrong password",
     )
-    event = event_model_for(SigningFailure).objects.get(pgh_obj_id=failure.pk)
+    event = event_model_for(SigningFailure).objects.get(pgh_obj_id=refused_attempt.pk)
     assert event.pgh_label == "insert" and event.pgh_context["user"] == investigator.pk
 
-    refused = (InternalError, IntegrityError)
-    for attempt in (
-        lambda: SigningFailure.objects.filter(pk=failure.pk).update(reason="nothing happened"),
-        lambda: SigningFailure.objects.filter(pk=failure.pk).delete(),
-        lambda: failure.delete(),
-    ):
-        with pytest.raises(refused, match="append_only|Cannot|Protect|refused"), transaction.atomic():
-            attempt()
-    for sql in (
+
+def attempts_to_rewrite(failure: SigningFailure):
+    """Every way to change or remove a logged attempt: ORM update and delete, raw SQL."""
+    yield lambda: SigningFailure.objects.filter(pk=failure.pk).update(reason="nothing happened")
+    yield lambda: SigningFailure.objects.filter(pk=failure.pk).delete()
+    yield lambda: failure.delete()
+    for statement in (
         "UPDATE signatures_signingfailure SET reason = 'x' WHERE id = %s",
         "DELETE FROM signatures_signingfailure WHERE id = %s",
     ):
-        with pytest.raises(refused), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [failure.pk])
+
+        def raw(statement=statement):
+            with connection.cursor() as cursor:
+                cursor.execute(statement, [failure.pk])
+
+        yield raw
+
+
+def assert_log_unchanged(failure: SigningFailure) -> None:
     failure.refresh_from_db()
     assert failure.reason == "wrong password"
-    assert event_model_for(SigningFailure).objects.count() == 1
+    assert event_model_for(SigningFailure).objects.filter(pgh_obj_id=failure.pk).count() == 1
+
+
+def test_the_site_cannot_change_or_delete_a_refused_attempt(refused_attempt):
+    """The runtime role the site connects as may only read and insert the log."""
+    for attempt in attempts_to_rewrite(refused_attempt):
+        with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
+            attempt()
+    assert_log_unchanged(refused_attempt)
+
+
+@pytest.mark.as_owner
+def test_even_the_database_owner_cannot_change_or_delete_a_refused_attempt(refused_attempt):
+    """Behind the missing privileges, a trigger refuses UPDATE and DELETE for every role."""
+    for attempt in attempts_to_rewrite(refused_attempt):
+        with pytest.raises(InternalError, match="Cannot update or delete rows"), transaction.atomic():
+            attempt()
+    assert_log_unchanged(refused_attempt)
 
 
 # --- Pages -------------------------------------------------------------------------------------

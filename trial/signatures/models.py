@@ -207,6 +207,9 @@ class SigningFailure(SignedSubject):
     at = models.DateTimeField(_("at"), auto_now_add=True)
     remote_addr = models.GenericIPAddressField(_("client address"), null=True, blank=True)
 
+    # The runtime database role may only read and insert here (trial/database_roles.py).
+    APPEND_ONLY = True
+
     class Meta:
         ordering = ["-at"]
         verbose_name = _("refused signing attempt")
