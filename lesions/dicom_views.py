@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from lesions.dicom import services
 from lesions.dicom.calibration import CalibrationError, no_calibration_reason
-from lesions.dicom.forms import DicomUploadForm, ImageMeasurementForm
+from lesions.dicom.forms import DicomUploadForm, ImageMeasurementForm, PixelReviewForm
 from lesions.models import DicomFile, DicomStatus, Lesion, MeasurementSource, UltrasoundMeasurement
 from lesions.services import MEASUREMENT_FIELDS
 from participants.models import Visit
@@ -139,7 +139,11 @@ class DicomPageView(VisitLesionMixin, View):
     def can_measure(self) -> bool:
         return self.request.user.has_perm("lesions.add_ultrasoundmeasurement") and self.open_for_entry
 
-    def render(self, *, upload_form=None, measurement_form=None, status=200):
+    @property
+    def can_review_pixels(self) -> bool:
+        return self.request.user.has_perm("lesions.review_dicom_pixels")
+
+    def render(self, *, upload_form=None, measurement_form=None, review_form=None, status=200):
         selected = self.selected
         calibration_problem = None
         if selected is not None and selected.is_image:
@@ -171,6 +175,8 @@ class DicomPageView(VisitLesionMixin, View):
             "upload_form": upload_form or DicomUploadForm(),
             "measurement_form": measurement_form or self.measurement_form(),
             "measurement": self.measurement,
+            "review_form": review_form or PixelReviewForm(prefix="review"),
+            "can_review_pixels": self.can_review_pixels and selected is not None,
             "can_upload": self.can_upload,
             "can_measure": self.can_measure and selected is not None,
             "max_upload_mb": settings.DICOM_MAX_UPLOAD_MB,
@@ -269,6 +275,33 @@ class DicomMeasurementView(DicomPageView):
         )
         for warning in result.warnings:
             messages.warning(request, warning)
+        return redirect(self.page_url(selected))
+
+
+class DicomPixelReviewView(DicomPageView):
+    """POST the burned-in text review of the selected image."""
+
+    permission_required = ("lesions.review_dicom_pixels",)
+    http_method_names = ["post"]
+
+    def post(self, request, *args, **kwargs):
+        selected = self.selected
+        if selected is None:
+            raise Http404
+        form = PixelReviewForm(request.POST, prefix="review")
+        if form.is_valid():
+            try:
+                services.dicom_pixel_review(
+                    actor=request.user,
+                    dicom_file=selected,
+                    outcome=form.cleaned_data["outcome"],
+                    note=form.cleaned_data["note"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc.messages)
+        if not form.is_valid():
+            return self.render(review_form=form, status=400)
+        messages.success(request, _("Review of the image for burned-in text saved."))
         return redirect(self.page_url(selected))
 
 
@@ -373,6 +406,11 @@ urlpatterns = [
         "visits/<int:visit>/lesions/<int:lesion>/images/measurement/",
         DicomMeasurementView.as_view(),
         name="dicom-measurement",
+    ),
+    path(
+        "visits/<int:visit>/lesions/<int:lesion>/images/pixel-review/",
+        DicomPixelReviewView.as_view(),
+        name="dicom-pixel-review",
     ),
     path("dicom/<int:pk>/status/", DicomStatusView.as_view(), name="dicom-status"),
     path("dicom/<int:pk>/frames/<int:frame>.png", DicomFrameView.as_view(), name="dicom-frame"),

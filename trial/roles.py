@@ -82,6 +82,7 @@ _SCREENING_WRITE = frozenset(
         "lesions.add_injection",
         "lesions.change_injection",
         "lesions.add_dicomfile",
+        "lesions.review_dicom_pixels",
         "pro_measures.change_invitation",
         "pro_measures.add_response",
         "reports.add_visitreport",

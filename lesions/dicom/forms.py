@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from lesions.dicom.services import DIMENSIONS, DicomMeasurement
-from lesions.models import MeasurementSource, UltrasoundMeasurement
+from lesions.models import MeasurementSource, PixelReview, UltrasoundMeasurement
 from lesions.services import MEASUREMENT_FIELDS
 
 
@@ -32,6 +32,18 @@ class DicomUploadForm(forms.Form):
         label=_("Ultrasound DICOM files"),
         help_text=_("Ultrasound images, multi-frame clips or structured reports (.dcm); several at once."),
     )
+
+
+class PixelReviewForm(forms.Form):
+    outcome = forms.ChoiceField(
+        label=_("Having looked at every frame, the image shows"),
+        choices=[
+            (PixelReview.CLEAR, PixelReview.CLEAR.label),
+            (PixelReview.IDENTIFYING, PixelReview.IDENTIFYING.label),
+        ],
+        widget=forms.RadioSelect,
+    )
+    note = forms.CharField(label=_("Note (optional)"), max_length=200, required=False)
 
 
 class ImageMeasurementForm(forms.Form):

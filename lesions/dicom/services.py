@@ -29,7 +29,14 @@ from django.utils.translation import gettext as _
 
 from lesions.dicom.calibration import CalibrationError, Distance, distance_mm, no_calibration_reason
 from lesions.dicom.sandbox import run_sandbox
-from lesions.models import DicomFile, DicomStatus, Lesion, MeasurementSource, UltrasoundMeasurement
+from lesions.models import (
+    DicomFile,
+    DicomStatus,
+    Lesion,
+    MeasurementSource,
+    PixelReview,
+    UltrasoundMeasurement,
+)
 from lesions.services import LesionRow, SaveResult, visit_lesions_save
 from participants.models import Visit
 from trial.access import require_site_permission
@@ -112,6 +119,33 @@ def dicom_files_stuck(*, now: dt.datetime | None = None) -> list[int]:
         .order_by("uploaded_at")
         .values_list("pk", flat=True)
     )
+
+
+@transaction.atomic
+def dicom_pixel_review(*, actor: User, dicom_file: DicomFile, outcome: str, note: str = "") -> DicomFile:
+    """Record a person's check of an image flagged for burned-in annotation. "Clear" lifts the flag
+    everywhere the image is shown; "identifying" keeps it, with who judged it and when. The
+    header's original flag stays in the audit trail. A new review replaces the last (audited)."""
+    require_site_permission(actor, "lesions.review_dicom_pixels", dicom_file.visit.participant.site)
+    if outcome not in (PixelReview.CLEAR, PixelReview.IDENTIFYING):
+        raise ValidationError(_("Choose what the image shows."))
+    locked = DicomFile.objects.select_for_update().get(pk=dicom_file.pk)
+    if locked.status != DicomStatus.READY:
+        raise ValidationError(_("Only a processed image can be reviewed."))
+    if not locked.burned_in_annotation and not locked.pixel_review:
+        raise ValidationError(_("This image is not flagged for burned-in text: there is nothing to review."))
+    locked.pixel_review = outcome
+    locked.burned_in_annotation = outcome == PixelReview.IDENTIFYING
+    locked.pixel_reviewed_by = actor
+    locked.pixel_reviewed_at = timezone.now()
+    reason = f"burned-in text review: {PixelReview(outcome).label}"
+    if note.strip():
+        reason += f" ({note.strip()[:200]})"
+    with audit_context(reason=reason, **actor_metadata(actor)):
+        locked.save(
+            update_fields=["pixel_review", "burned_in_annotation", "pixel_reviewed_by", "pixel_reviewed_at"]
+        )
+    return locked
 
 
 def _acquired_at(acquisition: dict, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:

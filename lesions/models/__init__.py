@@ -1,6 +1,6 @@
 """Lesion registry, ultrasound measurements, STS injections and ultrasound DICOM files."""
 
-from lesions.models.dicom import DicomFile, DicomStatus
+from lesions.models.dicom import DicomFile, DicomStatus, PixelReview
 from lesions.models.lesion import AnatomicalSite, Digit, Laterality, Lesion, Phalanx
 from lesions.models.ultrasound import (
     DepthNotMeasurableReason,
@@ -17,6 +17,7 @@ __all__ = [
     "DepthNotMeasurableReason",
     "DicomFile",
     "DicomStatus",
+    "PixelReview",
     "Digit",
     "DopplerSignal",
     "ImmediateComplication",

@@ -22,6 +22,15 @@ class DicomStatus(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class PixelReview(models.TextChoices):
+    """A person's check of an image flagged for burned-in annotation (the header is de-identified
+    by the sandbox; text written into the pixels can only be judged by looking)."""
+
+    NOT_REVIEWED = "", _("Not reviewed")
+    CLEAR = "clear", _("No identifying text in the image")
+    IDENTIFYING = "identifying", _("Identifying text is visible: keep within the site")
+
+
 class DicomFileQuerySet(models.QuerySet):
     def visible_to(self, user) -> DicomFileQuerySet:
         return self.filter(visit__participant__in=Participant.objects.visible_to(user))
@@ -66,6 +75,18 @@ class DicomFile(models.Model):
         default=False,
         help_text=_("Text burned into the pixels may identify the patient: a reviewer checks it."),
     )
+    pixel_review = models.CharField(
+        _("burned-in text review"), max_length=12, choices=PixelReview.choices, blank=True, default=""
+    )
+    pixel_reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("burned-in text reviewed by"),
+    )
+    pixel_reviewed_at = models.DateTimeField(_("burned-in text reviewed at"), null=True, blank=True)
     sr_measurements = models.JSONField(_("structured report measurements"), default=list, blank=True)
     warnings = models.JSONField(_("warnings"), default=list, blank=True)
 
@@ -84,6 +105,25 @@ class DicomFile(models.Model):
                 condition=~models.Q(status="ready") | ~models.Q(deidentified_path=""),
                 name="dicom_ready_is_deidentified",
             ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    pixel_review="", pixel_reviewed_by__isnull=True, pixel_reviewed_at__isnull=True
+                )
+                | (
+                    models.Q(pixel_review__in=["clear", "identifying"], status="ready")
+                    & models.Q(pixel_reviewed_by__isnull=False, pixel_reviewed_at__isnull=False)
+                ),
+                name="dicom_pixel_review_is_complete",
+            ),
+            # An image judged clear no longer carries the flag; one with identifying text keeps it.
+            models.CheckConstraint(
+                condition=~models.Q(pixel_review="clear", burned_in_annotation=True)
+                & ~models.Q(pixel_review="identifying", burned_in_annotation=False),
+                name="dicom_pixel_review_sets_the_flag",
+            ),
+        ]
+        permissions = [
+            ("review_dicom_pixels", _("Can review ultrasound images for burned-in identifying text")),
         ]
 
     def __str__(self) -> str:

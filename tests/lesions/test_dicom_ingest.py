@@ -33,6 +33,7 @@ from lesions.tasks import dicom_file_process, dicom_files_requeue_stuck
 from participants.models import Visit
 from tests.conftest import sign_in
 from tests.lesions.conftest import TODAY, measurement
+from trial.audit import event_model_for
 from trial.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -578,3 +579,69 @@ def test_an_upload_whose_task_was_lost_is_processed_by_the_sweep(
     assert dicom_file.status == DicomStatus.READY and dicom_file.quarantine_path == ""
     with time_machine.travel(dicom_file.uploaded_at + dt.timedelta(hours=2)):
         assert dicom_files_requeue_stuck.apply().result == 0  # processed files are never re-sent
+
+
+# --- Review of burned-in text ------------------------------------------------------------------
+
+
+def flagged_image(ingest) -> DicomFile:
+    dicom_file = ingest(sample("examples_palette.dcm"))
+    DicomFile.objects.filter(pk=dicom_file.pk).update(burned_in_annotation=True)  # the header says so
+    dicom_file.refresh_from_db()
+    return dicom_file
+
+
+def review(client, dicom_file, **data):
+    url = reverse("lesions:dicom-pixel-review", args=[dicom_file.visit_id, dicom_file.lesion_id])
+    return client.post(url, {"file": dicom_file.pk, **{f"review-{k}": v for k, v in data.items()}})
+
+
+def test_a_reviewer_clears_the_burned_in_flag_with_who_and_when(ingest, coordinator, client):
+    dicom_file = flagged_image(ingest)
+    sign_in(client, coordinator)
+    page = client.get(reverse("lesions:dicom-page", args=[dicom_file.visit_id, dicom_file.lesion_id]))
+    assert 'id="burned-in-flag"' in page.content.decode() and "Save the review" in page.content.decode()
+
+    response = review(client, dicom_file, outcome="clear", note="only the probe name")
+    assert response.status_code == 302
+    dicom_file.refresh_from_db()
+    assert (dicom_file.burned_in_annotation, dicom_file.pixel_review) == (False, "clear")
+    assert dicom_file.pixel_reviewed_by == coordinator and dicom_file.pixel_reviewed_at is not None
+    shown = client.get(response["Location"]).content.decode()
+    assert "Reviewed for burned-in text: No identifying text in the image" in shown
+    assert coordinator.full_name in shown
+    events = event_model_for(DicomFile).objects.filter(pgh_obj_id=dicom_file.pk).order_by("pgh_id")
+    last = events.last()
+    assert last.burned_in_annotation is False and "only the probe name" in last.pgh_context["reason"]
+    assert events.filter(burned_in_annotation=True).exists()  # what the header said stays on record
+
+
+def test_identifying_text_keeps_the_flag(ingest, coordinator, client):
+    dicom_file = flagged_image(ingest)
+    sign_in(client, coordinator)
+    review(client, dicom_file, outcome="identifying")
+    dicom_file.refresh_from_db()
+    assert (dicom_file.burned_in_annotation, dicom_file.pixel_review) == (True, "identifying")
+
+
+@pytest.mark.parametrize("outcome", ["", "maybe", "<script>x</script>"])
+def test_a_review_without_a_valid_outcome_changes_nothing(ingest, coordinator, client, outcome):
+    dicom_file = flagged_image(ingest)
+    sign_in(client, coordinator)
+    response = review(client, dicom_file, outcome=outcome)
+    assert response.status_code == 400 and 'id="burned-in-flag"' in response.content.decode()
+    dicom_file.refresh_from_db()
+    assert (dicom_file.burned_in_annotation, dicom_file.pixel_review) == (True, "")
+
+
+def test_an_unflagged_image_has_nothing_to_review_and_a_monitor_cannot_review(
+    ingest, coordinator, make_user, client
+):
+    dicom_file = ingest(sample("examples_palette.dcm"))
+    DicomFile.objects.filter(pk=dicom_file.pk).update(burned_in_annotation=False)
+    sign_in(client, coordinator)
+    response = review(client, dicom_file, outcome="clear")
+    assert response.status_code == 400 and "nothing to review" in response.content.decode()
+    monitor = make_user(role=Role.MONITOR, sites=[dicom_file.visit.participant.site])
+    sign_in(client, monitor)
+    assert review(client, flagged_image(ingest), outcome="clear").status_code == 403
