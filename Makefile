@@ -5,7 +5,8 @@ PIP := .venv/bin/pip
 PORT ?= 8000
 # Production-like environment for `check --deploy` (no value here is used by a real site).
 DEPLOY_ENV := ENV_FILE= DEBUG=false ALLOWED_HOSTS=edc.example.org SECURE_SSL_REDIRECT=true SECURE_COOKIES=true \
-	SECRET_KEY=deploy-check-$$(printf 'k%.0s' {1..60}) SITE_URL=https://edc.example.org
+	SECRET_KEY=deploy-check-$$(printf 'k%.0s' {1..60}) SITE_URL=https://edc.example.org \
+	DICOM_UID_KEY=deploy-check-$$(printf 'u%.0s' {1..40})
 
 .PHONY: run test venv dev-deps assets env preflight migrate demo lint check-deploy bench backup restore clean
 

@@ -47,6 +47,7 @@ PRODUCTION_ENV = {
     "SECURE_COOKIES": "true",
     "SECRET_KEY": "deploy-check-" + "k" * 60,
     "SITE_URL": "https://edc.example.org",
+    "DICOM_UID_KEY": "deploy-check-" + "u" * 40,
 }
 STRICT_POLICY = {
     "default-src": {"'self'"},
