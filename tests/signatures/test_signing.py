@@ -54,14 +54,15 @@ def sign(investigator, visit, password=DEFAULT_PASSWORD):  # noqa: F811
     )
 
 
-def correct_measurement(visit, lesion, coordinator, length="11.0"):  # noqa: F811
+def correct_measurement(visit, lesion, coordinator, length="11.0", width="8.0", depth="5.0"):  # noqa: F811
+    """A coordinator's correction of a lesion's measurement at the visit (with a reason)."""
     row = UltrasoundMeasurement.objects.get(visit=visit, lesion=lesion)
     visit_lesions_save(
         actor=coordinator,
         visit=visit,
         rows=[
             LesionRow(
-                lesion, measurement=measurement(length, "8.0", "5.0"), measurement_version=row.row_version
+                lesion, measurement=measurement(length, width, depth), measurement_version=row.row_version
             )
         ],
         reason="caliper misplaced",
