@@ -41,7 +41,7 @@ from participants.visit_forms import (
 from participants.visit_views import ParticipantScopedMixin, ServiceFormView, VisitScopedMixin
 from participants.visits import site_today
 from trial.concurrency import CONFLICT_MESSAGE, EditConflict
-from trial.locks import ReadOnlyWhenLockedMixin
+from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force
 from trial.models import Site
 
 PAGE_SIZE = 25
@@ -310,7 +310,8 @@ class AdverseEventDetailView(PermissionRequiredMixin, DetailView):
         event = self.object
         return super().get_context_data(
             criteria=criteria_labels(event),
-            can_edit=self.request.user.has_perm("participants.change_adverseevent"),
+            can_edit=self.request.user.has_perm("participants.change_adverseevent")
+            and lock_in_force(visit=event.reported_at_visit, participant=event.participant) is None,
             **kwargs,
         )
 

@@ -12,6 +12,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -162,10 +163,13 @@ class VerificationQuerySet(models.QuerySet):
 
 @audited
 class Verification(models.Model):
-    """A monitor compared a visit's (or a whole participant's) records with the source. Each
-    verified record is kept with the id of its last audit event at that moment
-    (`VerifiedRecord`); a newer event in the record's event table, or a record that was not
-    there, means the data changed since: the verification shows as cleared."""
+    """A monitor compared records with the source, in one action: a whole participant, a visit,
+    one form (a kind of record at a visit, e.g. the visit's measurement table, or one record such
+    as an AE or the eligibility assessment), or single fields of one record. Each verified record
+    is kept with the id of its last audit event at that moment (`VerifiedRecord`); a newer event
+    in the record's event table, or a record that was not there, means the data changed since:
+    the verification shows as cleared. A field-level verification is cleared only by a change
+    of its own fields' values."""
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="verifications", verbose_name=_("participant")
@@ -179,6 +183,28 @@ class Verification(models.Model):
         verbose_name=_("visit"),
         help_text=_("Blank: every record of the participant was verified."),
     )
+    content_type = models.ForeignKey(
+        ContentType,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("form"),
+        help_text=_("Blank: every kind of record of the visit (or participant) was verified."),
+    )
+    object_id = models.PositiveBigIntegerField(
+        _("record id"),
+        null=True,
+        blank=True,
+        help_text=_("Blank with a form: every record of that form at the visit (e.g. each lesion's row)."),
+    )
+    field_names = ArrayField(
+        models.CharField(max_length=100),
+        verbose_name=_("fields"),
+        default=list,
+        blank=True,
+        help_text=_("Blank: the whole form; otherwise only these fields of the record were verified."),
+    )
     verified_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("verified by")
     )
@@ -191,6 +217,16 @@ class Verification(models.Model):
         verbose_name = _("source data verification")
         verbose_name_plural = _("source data verifications")
         permissions = [("verify_source", _("Can mark records as source-verified"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(object_id__isnull=True) | models.Q(content_type__isnull=False),
+                name="verified_record_names_its_form",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(field_names=[]) | models.Q(object_id__isnull=False),
+                name="verified_fields_belong_to_one_record",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"SDV {self.visit or self.participant.study_id} {self.verified_at:%Y-%m-%d}"

@@ -20,6 +20,11 @@ urlpatterns = [
         name="visit-verification",
     ),
     path(
+        "verification/<str:model_label>/<int:object_id>/",
+        views.RecordVerificationView.as_view(),
+        name="record-verification",
+    ),
+    path(
         "participants/<int:pk>/verification/",
         views.VerificationView.as_view(scope="participant"),
         name="participant-verification",

@@ -139,28 +139,38 @@ class QueryDetailView(PermissionRequiredMixin, TemplateView):
         return redirect(self.query.get_absolute_url())
 
 
-class QueryRaiseView(PermissionRequiredMixin, FormView):
-    """Raise a query on one record: `/queries/new/<app_label.model>/<id>/`."""
+def clinical_model(label: str):
+    """The clinical model named `app_label.model` (a participant's records only), else 404."""
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        raise Http404 from None
+    if model not in services.queryable_models():
+        raise Http404
+    return model
 
-    permission_required = "data_management.raise_query"
-    template_name = "data_management/query_raise.html"
-    form_class = QueryRaiseForm
+
+class RecordPageMixin:
+    """The clinical record of the URL (`<app_label.model>/<id>/`), if the user's sites include
+    its participant's (else 404)."""
 
     @cached_property
     def model(self):
-        try:
-            model = apps.get_model(self.kwargs["model_label"])
-        except (LookupError, ValueError):
-            raise Http404 from None
-        if model not in services.queryable_models():
-            raise Http404
-        return model
+        return clinical_model(self.kwargs["model_label"])
 
     @cached_property
     def record(self):
         return get_object_or_404(
             self.model.objects.visible_to(self.request.user), pk=self.kwargs["object_id"]
         )
+
+
+class QueryRaiseView(PermissionRequiredMixin, RecordPageMixin, FormView):
+    """Raise a query on one record: `/queries/new/<app_label.model>/<id>/`."""
+
+    permission_required = "data_management.raise_query"
+    template_name = "data_management/query_raise.html"
+    form_class = QueryRaiseForm
 
     @cached_property
     def participant(self) -> Participant:
@@ -239,10 +249,19 @@ class VerificationView(PermissionRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         participant = self.target.participant if self.scope == "visit" else self.target
         lock = locking.active_lock_for(**self.scope_kwargs())
+        forms = verification.visit_forms_status(self.target) if self.scope == "visit" else []
+        for row in forms:
+            label = f"{row.model._meta.app_label}.{row.model._meta.model_name}"
+            row.label_key = label
+            row.record_urls = [
+                (pk, reverse("data_management:record-verification", args=[label, pk]))
+                for pk in row.record_ids
+            ]
         return super().get_context_data(
             target=self.target,
             scope=self.scope,
             participant=participant,
+            forms=forms,
             status=verification.latest_verification_status(**self.scope_kwargs()),
             can_verify=self.request.user.has_perm("data_management.verify_source"),
             lock=lock,
@@ -255,7 +274,50 @@ class VerificationView(PermissionRequiredMixin, TemplateView):
         if not request.user.has_perm("data_management.verify_source"):
             raise PermissionDenied
         try:
-            verification.verification_record(actor=request.user, **self.scope_kwargs())
+            form = request.POST.get("form")
+            if form and self.scope == "visit":
+                model = clinical_model(form)
+                verification.form_verification_record(actor=request.user, model=model, visit=self.target)
+            else:
+                verification.verification_record(actor=request.user, **self.scope_kwargs())
+            messages.success(request, _("Marked as source-verified."))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect(request.path)
+
+
+class RecordVerificationView(PermissionRequiredMixin, RecordPageMixin, TemplateView):
+    """One form (record) at `/verification/<app_label.model>/<id>/`: who verified it and when,
+    field by field, with what changed since marked; monitors verify the whole form or chosen fields."""
+
+    permission_required = "data_management.view_verification"
+    template_name = "data_management/record_verification.html"
+
+    def get_context_data(self, **kwargs):
+        record = self.record
+        participant, visit = services.record_participant_and_visit(record)
+        return super().get_context_data(
+            record=record,
+            form_label=str(self.model._meta.verbose_name).capitalize(),
+            record_url=record.get_absolute_url() if hasattr(record, "get_absolute_url") else "",
+            participant=participant,
+            visit=visit,
+            status=verification.record_status(record),
+            can_verify=self.request.user.has_perm("data_management.verify_source"),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        if not request.user.has_perm("data_management.verify_source"):
+            raise PermissionDenied
+        fields = request.POST.getlist("field") if request.POST.get("action") == "fields" else []
+        if request.POST.get("action") == "fields" and not fields:
+            messages.error(request, _("Choose the fields you compared with the source."))
+            return redirect(request.path)
+        try:
+            verification.form_verification_record(
+                actor=request.user, model=self.model, record=self.record, field_names=fields
+            )
             messages.success(request, _("Marked as source-verified."))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))

@@ -110,11 +110,13 @@ def query_badge(context, record, compact=False, label=""):
         if participant_id:
             list_url += f"?participant={participant_id}"
     label = f"{record._meta.app_label}.{record._meta.model_name}"
+    if not isinstance(record, Visit | Participant) and user.has_perm("data_management.view_verification"):
+        sdv_url = reverse("data_management:record-verification", args=[label, record.pk])
     return {
         "open_count": open_count,
         "compact": compact,
         "record_label": label or str(record),
-        "sdv_url": "" if compact else sdv_url,
+        "sdv_url": sdv_url,
         "lock": lock,
         "lock_message": lock_message(lock) if lock else "",
         "list_url": list_url,
