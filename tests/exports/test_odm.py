@@ -80,3 +80,11 @@ def test_odm_carries_the_visit_signature_with_its_meaning(study_data, investigat
     ref = element.find("odm:SignatureRef", NS).get("SignatureOID")
     meaning = root.find(f".//odm:SignatureDef[@OID='{ref}']/odm:Meaning", NS).text
     assert meaning == signature.get_meaning_display()
+
+
+def test_an_error_deep_inside_an_exported_file_is_reported(study_data, monitor, run_export):
+    data = job_bytes(run_export(monitor, "odm"))
+    assert validate_odm(io.BytesIO(data)) == []
+    broken = data.replace(b'ItemOID="I.ULTRASOUNDMEASUREMENT.LENGTH_MM"', b'ItemOIDX="x"', 1)
+    errors = validate_odm(io.BytesIO(broken))
+    assert errors and "ItemOID" in " ".join(errors)

@@ -69,12 +69,19 @@ def odm_schema() -> etree.XMLSchema:
 
 
 def validate_odm(source) -> list[str]:
-    """Schema errors of an ODM file (path or file object); empty when it is valid."""
-    schema = odm_schema()
-    document = etree.parse(source)
-    if schema.validate(document):
-        return []
-    return [f"line {e.line}: {e.message}" for e in schema.error_log]
+    """Schema errors of an ODM file (path or file object); empty when it is valid.
+
+    Validates while parsing (libxml2's streaming XSD validation) and drops each element once it
+    has been read, so a whole-study file is checked in constant memory, not as one tree."""
+    try:
+        for _event, element in etree.iterparse(source, events=("end",), schema=odm_schema(), huge_tree=True):
+            element.clear(keep_tail=True)
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+    except etree.XMLSyntaxError as error:
+        errors = [f"line {e.line}: {e.message}" for e in error.error_log] or [str(error)]
+        return errors
+    return []
 
 
 def _el(tag: str) -> str:
