@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import ipaddress
 import logging
 import time
 from typing import Any
@@ -43,6 +42,7 @@ from pro_measures.instruments import Instrument, Section
 from pro_measures.invitations import LinkProblem
 from pro_measures.models import Invitation, InvitationStatus, Response
 from pro_measures.patient_forms import SectionForm, answer_text
+from trial.network import client_network
 
 PATIENT_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -61,26 +61,8 @@ def _base_context(site=None) -> dict[str, Any]:
 # --- Unknown links: counted per client address ---------------------------------------------------
 
 
-def client_address(request: HttpRequest) -> str:
-    """The address unknown links are counted against. Behind the TLS proxy (BEHIND_PROXY) every
-    REMOTE_ADDR is the proxy's, so the address the proxy appended to X-Forwarded-For is used (the
-    last one: earlier ones come from the client and can be forged). An IPv6 client is counted by
-    its /64, which one household or phone holds whole."""
-    address = request.META.get("REMOTE_ADDR", "")
-    if settings.SECURE_PROXY_SSL_HEADER:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
-        address = forwarded or address
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
 def _bad_links_key(request: HttpRequest) -> str:
-    digest = hashlib.sha256(client_address(request).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(client_network(request).encode()).hexdigest()[:32]
     return f"pro_measures:bad-links:{digest}"
 
 

@@ -16,6 +16,9 @@ os.environ.setdefault("SECURE_COOKIES", "false")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sts_edc")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+# Cache keys of its own (rate limits, throttles): runs sharing this machine's Redis never count
+# each other's requests. Worker and server processes a test starts inherit it.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"sts-edc-test-{os.getpid()}")
 os.environ.setdefault("TIME_ZONE", "America/New_York")
 os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.setdefault("EMAIL_URL", "memorymail://")

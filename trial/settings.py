@@ -182,6 +182,12 @@ AXES_RESET_ON_SUCCESS = True
 # began (what the lockout page says) instead of starting again with every retry.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "trial.accounts.lockout.lockout_response"
+# The client's address behind the TLS proxy too (trial/network.py): otherwise every client would
+# share the proxy's address and one attacker could lock out everyone with the same browser.
+AXES_CLIENT_IP_CALLABLE = "trial.network.client_address"
+# At most this many lockout e-mails to the administrators per hour; past it, one e-mail says so
+# (the access log keeps every lockout): many locked addresses cannot flood their mailboxes.
+LOCKOUT_EMAILS_PER_HOUR = env.int("LOCKOUT_EMAILS_PER_HOUR", default=10)
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_VERBOSE = False
 

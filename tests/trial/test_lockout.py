@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.core import mail
+from django.core.cache import cache
 
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from trial import tasks
@@ -169,3 +170,54 @@ def test_no_administrator_no_e_mail(make_user):
 
     assert sent_to == 0
     assert mail.outbox == []
+
+
+BEHIND_PROXY = {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}
+
+
+def test_behind_the_proxy_one_client_guessing_accounts_does_not_lock_out_the_others(client, settings):
+    settings.SECURE_PROXY_SSL_HEADER = BEHIND_PROXY["SECURE_PROXY_SSL_HEADER"]
+    attacker = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "1.2.3.4, 198.51.100.7"}
+    colleague = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.8"}
+    for number in range(4):
+        assert attempt(client, f"guess{number}@example.org", **attacker).status_code == 200
+    assert attempt(client, "guess4@example.org", **attacker).status_code == 403
+    # A forged first entry does not help the attacker: the proxy's own (last) entry counts.
+    forged = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.8, 198.51.100.7"}
+    assert attempt(client, "guess5@example.org", **forged).status_code == 403
+
+    # Same proxy, same browser make: without the forwarded address both would be 10.0.0.2.
+    user = UserFactory()
+    assert attempt(client, user.email, DEFAULT_PASSWORD, **colleague).status_code == 302
+
+
+def test_without_a_proxy_x_forwarded_for_is_ignored(client):
+    for number in range(5):
+        attempt(client, f"guess{number}@example.org", HTTP_X_FORWARDED_FOR=f"203.0.113.{number}")
+    assert attempt(client, "guess9@example.org", HTTP_X_FORWARDED_FOR="203.0.113.99").status_code == 403
+
+
+def test_lockout_e_mails_are_capped_per_hour_with_one_e_mail_saying_so(make_user, settings):
+    settings.LOCKOUT_EMAILS_PER_HOUR = 3
+    make_user(role=Role.ADMINISTRATOR)
+    hour = datetime(2031, 1, 1, 5, 0, tzinfo=UTC)  # an hour no other test locks anything in
+    cache.delete("accounts:lockout-emails:2031010105")
+
+    sent = [
+        tasks.lockout_notify_administrators.apply(
+            kwargs={
+                "username": f"guess{n}@example.org",
+                "ip_address": "203.0.113.9",
+                "locked_at": (hour + timedelta(minutes=n)).isoformat(),
+            }
+        ).get()
+        for n in range(6)
+    ]
+
+    assert sent == [1, 1, 1, 0, 0, 0]
+    subjects = [message.subject for message in mail.outbox]
+    assert len(subjects) == 4 and subjects[-1].endswith("Many accounts locked")
+    assert (
+        "More than 3 sign-in lockouts happened in the hour from 2031-01-01 05:00 UTC" in mail.outbox[-1].body
+    )
+    assert "/users/access-log/" in mail.outbox[-1].body

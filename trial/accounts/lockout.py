@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.shortcuts import render
@@ -83,6 +84,15 @@ def lockout_notify_administrators(*, username: str, ip_address: str, locked_at: 
     if not recipients:
         logger.warning("Sign-in for %s locked, but there is no active administrator to tell.", username)
         return 0
+    sent_this_hour = _count_lockout_email(locked_at)
+    limit = settings.LOCKOUT_EMAILS_PER_HOUR
+    if sent_this_hour > limit:
+        if sent_this_hour == limit + 1:
+            _lockouts_over_limit_send(recipients, locked_at)
+        logger.warning(
+            "Sign-in for %s locked; over %s lockout e-mails this hour, none sent.", username, limit
+        )
+        return 0
     account = User.objects.filter(email__iexact=username).first() if username else None
     cool_off = get_cool_off()
     context = {
@@ -103,3 +113,26 @@ def lockout_notify_administrators(*, username: str, ip_address: str, locked_at: 
     body = render_to_string("accounts/lockout_email.txt", context)
     EmailMessage(subject=subject, body=body, to=recipients).send()
     return len(recipients)
+
+
+def _count_lockout_email(locked_at: str) -> int:
+    """Count a lockout e-mail in the hour it happened (the hour of `locked_at`, so a retried task
+    counts in the same hour). Redis INCR is atomic across workers."""
+    key = "accounts:lockout-emails:" + datetime.fromisoformat(locked_at).astimezone(UTC).strftime("%Y%m%d%H")
+    cache.add(key, 0, timeout=2 * 3600)
+    return cache.incr(key)
+
+
+def _lockouts_over_limit_send(recipients: list[str], locked_at: str) -> None:
+    hour = datetime.fromisoformat(locked_at).astimezone(UTC).strftime("%Y-%m-%d %H:00 UTC")
+    subject = _("[%(study)s] Many accounts locked") % {"study": settings.STUDY_NAME}
+    body = _(
+        "More than %(limit)s sign-in lockouts happened in the hour from %(hour)s: this may be an attack.\n"
+        "No further lockout e-mails are sent for that hour. Every lockout is in the access log:\n"
+        "%(url)s\n"
+    ) % {
+        "limit": settings.LOCKOUT_EMAILS_PER_HOUR,
+        "hour": hour,
+        "url": settings.SITE_URL.rstrip("/") + reverse("access-log"),
+    }
+    EmailMessage(subject=subject, body=body, to=recipients).send()

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from participants.models import Visit, VisitStatus
+from trial.network import client_address
 from trial.reports import services
 from trial.reports.models import ReportTrigger, VisitReport
 from trial.reports.tasks import report_enqueue_on_commit
@@ -37,7 +38,7 @@ def report_download_view(request: HttpRequest, pk: int):
         VisitReport.objects.visible_to(request.user).select_related("visit__participant__site"), pk=pk
     )
     services.report_download_record(
-        actor=request.user, report=report, remote_addr=request.META.get("REMOTE_ADDR")
+        actor=request.user, report=report, remote_addr=client_address(request) or None
     )
     response = FileResponse(report.pdf.open("rb"), as_attachment=True, filename=report.filename)
     response["Content-Type"] = "application/pdf"

@@ -39,6 +39,7 @@ from trial.accounts.sessions import SIGNED_IN_AT
 from trial.accounts.two_factor import VerificationThrottled, otp_token_verify
 from trial.audit import actor_metadata, audit_context, event_model_for
 from trial.models import Site, User
+from trial.network import client_address
 from trial.reports.content import sha256_of
 from trial.signatures.models import SUBJECT_KINDS, Signature, SignatureKind, SignatureStatus, SigningFailure
 from trial.signatures.subjects import SUBJECTS, subject_kind
@@ -91,7 +92,7 @@ def second_factor_due(session, *, now: dt.datetime | None = None) -> bool:
 
 def _refuse(actor: User, subjects: list[Model], reason: str, request, message: str) -> None:
     """Log one refused attempt per subject being signed (append-only, audited), then refuse."""
-    remote_addr = request.META.get("REMOTE_ADDR") if request is not None else None
+    remote_addr = (client_address(request) or None) if request is not None else None
     with audit_context(reason=f"signing refused: {reason}", **actor_metadata(actor)):
         SigningFailure.objects.bulk_create(
             [
