@@ -406,3 +406,23 @@ def test_the_queue_signs_several_kinds_at_once(
     assert response.status_code == 302
     assert sorted(Signature.objects.values_list("kind", flat=True)) == ["eligibility", "end_of_study"]
     assert "Nothing is waiting for your signature" in client.get("/signatures/queue/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_outside_the_signed_content_is_looked_at_once(consented, investigator, coordinator):  # noqa: F811
+    """Enrolment changes the screening's outcome (not signed content) after the eligibility was
+    signed: the next check confirms the hash once; later checks (the queue, the tick) skip it, so
+    their cost does not grow with every participant enrolled. Committed transactions: the audit
+    clock is each transaction's time."""
+    signature = sign(investigator, consented)
+    participant_services.participant_enroll(actor=coordinator, screening=consented, enrolled_on=TODAY)
+    candidates = services.changed_since_signing(Signature.objects.all())
+    assert list(candidates) == [signature]
+    assert services.signatures_verify_changed() == 0
+    assert not services.changed_since_signing(Signature.objects.all()).exists()
+    assert not event_model_for(Signature).objects.filter(pgh_label="update").exists()  # bookkeeping only
+    # A later edit of signed content makes it a candidate again, and void.
+    participant_services.screening_update(
+        actor=coordinator, screening=consented, data={"date_of_birth": dt.date(1970, 5, 18)}, reason="typo"
+    )
+    assert services.signatures_verify_changed() == 1

@@ -114,7 +114,8 @@ class SignedSubject(models.Model):
         return getattr(self, SUBJECT_FIELDS[self.kind])
 
 
-@audited
+# checked_at is bookkeeping of the verification, not a change of the signature.
+@audited(exclude=("checked_at",))
 @pgtrigger.register(_PERMANENT_SUBJECT)
 class Signature(SignedSubject):
     """One signature of one subject's records: a visit, a screening's eligibility checklist or a
@@ -139,6 +140,13 @@ class Signature(SignedSubject):
     )
     voided_at = models.DateTimeField(_("voided at"), null=True, blank=True)
     void_reason = models.CharField(_("why void"), max_length=300, blank=True)
+    checked_at = models.DateTimeField(
+        _("last found to verify (database clock)"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Edits before this time are known not to change the signed content."),
+    )
 
     objects = SignatureQuerySet.as_manager()
 

@@ -22,6 +22,7 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -259,10 +260,16 @@ def _void(signature: Signature, reason: str) -> None:
 @transaction.atomic
 def signatures_void_if_changed(subject: Model) -> int:
     """Void the subject's valid signatures that no longer verify. Returns how many were voided."""
+    from trial.reports.services import TransactionNow
+
     voided = 0
     for signature in Signature.objects.select_for_update().for_subject(subject).valid():
         check = signature_verify(signature)
-        if not check.valid:
+        if check.valid:
+            # Events up to now are known not to change the content: not a candidate again
+            # (changed_since_signing) until a newer edit. Not audited (bookkeeping).
+            Signature.objects.filter(pk=signature.pk).update(checked_at=TransactionNow())
+        else:
             reason = _("The signed records changed after signing (content hash %(new)s, signed %(old)s).") % {
                 "new": check.current_hash[:16],
                 "old": check.stored_hash[:16],
@@ -274,9 +281,11 @@ def signatures_void_if_changed(subject: Model) -> int:
 
 def changed_since_signing(signatures: QuerySet[Signature]) -> QuerySet[Signature]:
     """Valid signatures whose subject has an audit event in a signed table not older than the
-    signing. One query; each candidate is then confirmed by its hash (an edit back to the same
-    values keeps the signature). Times are the database's (pghistory stamps events with the
-    transaction's now()): the signature's own insert event gives its time in that clock."""
+    signing or than the last time the signature was found to verify (`checked_at`). One query;
+    each candidate is then confirmed by its hash (an edit of fields outside the signed content
+    keeps the signature, and is not looked at again). Times are the database's (pghistory stamps
+    events with the transaction's now()): the signature's own insert event gives its time in that
+    clock."""
     signed_at = Subquery(
         event_model_for(Signature)
         .objects.filter(pgh_obj_id=OuterRef("pk"), pgh_label="insert")
@@ -288,12 +297,16 @@ def changed_since_signing(signatures: QuerySet[Signature]) -> QuerySet[Signature
         for model, lookup, outer in subject.event_sources:
             exists = Exists(
                 event_model_for(model).objects.filter(
-                    **{lookup: OuterRef(outer)}, pgh_created_at__gte=OuterRef("db_signed_at")
+                    **{lookup: OuterRef(outer)}, pgh_created_at__gte=OuterRef("known_current_at")
                 )
             )
             changed = exists if changed is None else changed | exists
         condition |= Q(changed, kind=kind)
-    return signatures.filter(status=SignatureStatus.VALID).annotate(db_signed_at=signed_at).filter(condition)
+    return (
+        signatures.filter(status=SignatureStatus.VALID)
+        .annotate(known_current_at=Greatest(signed_at, "checked_at"))  # PostgreSQL skips a NULL
+        .filter(condition)
+    )
 
 
 def signatures_verify_changed(signatures: QuerySet[Signature] | None = None) -> int:
