@@ -196,3 +196,9 @@ def test_investigator_confirms_and_signs_eligibility(study, signed_in_page, visi
     expect(line).to_contain_text("Ira Investigator — Reviewed and approved")
     expect(line).to_contain_text(signature.content_hash[:16])
     expect(page.get_by_text("Confirmed", exact=True)).to_be_visible()
+
+    # The participant page shows the participant's eligibility signature line too (here: the
+    # study participant's, confirmed before signatures existed, so waiting for one).
+    visit(participant.get_absolute_url(), "participant")
+    expect(page.get_by_test_id("esignatures")).to_contain_text("Not signed")
+    expect(page.get_by_role("link", name="Review and sign the eligibility")).to_be_visible()
