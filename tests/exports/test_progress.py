@@ -54,6 +54,8 @@ def test_status_answers_progress_then_the_download_link(study_data, monitor, cli
     )
     sign_in(client, monitor)
     url = reverse("exports:status", args=[job.pk])
+    # Without JavaScript, the page offers a reload while an export runs.
+    assert b"Refresh progress" in client.get(reverse("exports:list")).content
     running = client.get(url)
     assert running.status_code == 200 and running["Cache-Control"] == "no-store"
     assert {k: running.json()[k] for k in ("status", "active", "percent", "download_url")} == {
