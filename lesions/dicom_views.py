@@ -32,6 +32,7 @@ from lesions.dicom.forms import DicomUploadForm, ImageMeasurementForm, PixelRevi
 from lesions.models import DicomFile, DicomStatus, Lesion, MeasurementSource, UltrasoundMeasurement
 from lesions.services import MEASUREMENT_FIELDS
 from participants.models import Visit
+from trial.locks import lock_in_force, lock_message
 from trial.protocol import Form
 
 
@@ -127,9 +128,22 @@ class DicomPageView(VisitLesionMixin, View):
             initial["device"] = self.selected.device
         return ImageMeasurementForm(data, initial=initial, prefix="m")
 
+    @cached_property
+    def lock(self):
+        """Locked data: the page shows why and offers no upload, measurement or review."""
+        return lock_in_force(visit=self.visit)
+
+    def refuse_if_locked(self):
+        if self.lock is None:
+            return None
+        messages.error(self.request, lock_message(self.lock))
+        return redirect(self.page_url())
+
     @property
     def can_upload(self) -> bool:
-        return self.request.user.has_perm("lesions.add_dicomfile") and self.open_for_entry
+        return (
+            self.request.user.has_perm("lesions.add_dicomfile") and self.open_for_entry and self.lock is None
+        )
 
     @property
     def open_for_entry(self) -> bool:
@@ -137,11 +151,15 @@ class DicomPageView(VisitLesionMixin, View):
 
     @property
     def can_measure(self) -> bool:
-        return self.request.user.has_perm("lesions.add_ultrasoundmeasurement") and self.open_for_entry
+        return (
+            self.request.user.has_perm("lesions.add_ultrasoundmeasurement")
+            and self.open_for_entry
+            and self.lock is None
+        )
 
     @property
     def can_review_pixels(self) -> bool:
-        return self.request.user.has_perm("lesions.review_dicom_pixels")
+        return self.request.user.has_perm("lesions.review_dicom_pixels") and self.lock is None
 
     def render(self, *, upload_form=None, measurement_form=None, review_form=None, status=200):
         selected = self.selected
@@ -180,6 +198,7 @@ class DicomPageView(VisitLesionMixin, View):
             "can_upload": self.can_upload,
             "can_measure": self.can_measure and selected is not None,
             "max_upload_mb": settings.DICOM_MAX_UPLOAD_MB,
+            "lock_message": lock_message(self.lock) if self.lock else "",
             "table_url": reverse("lesions:visit-table", args=[self.visit.pk]),
         }
         return render(self.request, self.template_name, context, status=status)
@@ -200,6 +219,8 @@ class DicomUploadView(DicomPageView):
 
     @method_decorator(csrf_protect)
     def _post(self, request):
+        if refused := self.refuse_if_locked():
+            return refused
         if not self.open_for_entry:
             raise PermissionDenied
         form = DicomUploadForm(request.POST, request.FILES)
@@ -239,6 +260,8 @@ class DicomMeasurementView(DicomPageView):
     http_method_names = ["post"]
 
     def post(self, request, *args, **kwargs):
+        if refused := self.refuse_if_locked():
+            return refused
         if not self.open_for_entry:
             raise PermissionDenied
         selected = self.selected

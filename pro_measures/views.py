@@ -54,6 +54,17 @@ PROBLEM_STATUS = {"used": 410, "expired": 410, "revoked": 410, "not_yet": 200}
 SUBMITTED_SESSION_KEY = "pro_measures_submitted"  # invitation ids this browser has just submitted
 
 
+def patient_message(error: ValidationError) -> str:
+    """What a patient reads when a save is refused. Data locked by data management: no staff
+    names or reasons, just that the answers cannot change now (the study team knows why)."""
+    if getattr(error, "code", None) == "locked":
+        return _(
+            "Your answers cannot be changed at the moment. What you saved before is kept; "
+            "please contact the study team."
+        )
+    return error.messages[0]
+
+
 def _base_context(site=None) -> dict[str, Any]:
     return {"study_name": settings.STUDY_NAME, "site": site}
 
@@ -302,7 +313,9 @@ class PageView(QuestionnaireView):
             closed = self.closed_meanwhile(request)
             if closed is not None:
                 return closed
-            return self.render_page(request, number, form, from_review=from_review, error=error.messages[0])
+            return self.render_page(
+                request, number, form, from_review=from_review, error=patient_message(error)
+            )
         if request.POST.get("action") == "back" and number > 1:
             return redirect(self.page_url(number - 1))
         if from_review or number == len(self.sections):
@@ -342,7 +355,7 @@ class ReviewView(QuestionnaireView):
             closed = self.closed_meanwhile(request)
             if closed is not None:
                 return closed
-            return self.render_review(request, error=error.messages[0])
+            return self.render_review(request, error=patient_message(error))
         submitted = request.session.get(SUBMITTED_SESSION_KEY, [])
         request.session[SUBMITTED_SESSION_KEY] = [*submitted[-9:], self.invitation.pk]
         return redirect(self.url("questionnaire-thanks"))

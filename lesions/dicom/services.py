@@ -127,6 +127,7 @@ def dicom_pixel_review(*, actor: User, dicom_file: DicomFile, outcome: str, note
     everywhere the image is shown; "identifying" keeps it, with who judged it and when. The
     header's original flag stays in the audit trail. A new review replaces the last (audited)."""
     require_site_permission(actor, "lesions.review_dicom_pixels", dicom_file.visit.participant.site)
+    require_unlocked(visit=dicom_file.visit)
     if outcome not in (PixelReview.CLEAR, PixelReview.IDENTIFYING):
         raise ValidationError(_("Choose what the image shows."))
     locked = DicomFile.objects.select_for_update().get(pk=dicom_file.pk)

@@ -27,6 +27,7 @@ from tests.data_management.test_locks import add_ae, refused, save_l1
 from tests.participants.conftest import TODAY
 from tests.participants.test_visit_views import ae_data
 from tests.pro_measures.answers import HAQ_WORKED, as_post, invite
+from tests.pro_measures.test_patient_pages import new_address  # noqa: F401 - fixture
 from trial.audit import audited_models, event_model_for
 from trial.data_management import locking, services
 from trial.locks import lock_in_force
@@ -292,6 +293,23 @@ def test_the_visit_page_of_a_locked_visit_offers_no_edits(visit_data, coordinato
     assert "Report an adverse event" not in page
 
 
+def test_the_image_page_of_a_locked_visit_offers_no_upload_and_refuses_one_with_the_message(
+    visit_data, coordinator, data_manager, client
+):
+    l1 = visit_data.participant.lesions.get(label="L1")
+    url = reverse("lesions:dicom-page", args=[visit_data.pk, l1.pk])
+    sign_in(client, coordinator)
+    assert 'id="dicom-upload-form"' in client.get(url).content.decode()
+    locking.lock_create(actor=data_manager, visit=visit_data, reason=WHY)
+    page = client.get(url).content.decode()
+    assert WHY in page and 'id="dicom-upload-form"' not in page
+    before = clinical_event_count()
+    for name in ("dicom-upload", "dicom-measurement"):
+        response = client.post(reverse(f"lesions:{name}", args=[visit_data.pk, l1.pk]), {}, follow=True)
+        assert response.status_code == 200 and WHY in response.content.decode(), name
+    assert clinical_event_count() == before
+
+
 def test_a_query_answer_claiming_a_correction_of_locked_data_gets_the_message(
     visit_data, participant, coordinator, monitor, data_manager, client
 ):
@@ -381,3 +399,26 @@ def test_a_study_lock_covers_people_not_enrolled(screen, data_manager):
             [person.pk],
         )
     )
+
+
+def test_a_patient_answering_a_locked_questionnaire_is_told_plainly_and_nothing_is_saved(
+    invitation,
+    participant,
+    data_manager,
+    new_address,  # noqa: F811 - the imported fixture
+):
+    from django.test import Client
+
+    from pro_measures.models import Response as QuestionnaireResponse
+    from tests.pro_measures.test_patient_pages import HAQ_PAGES, post_page, start_url
+
+    token = invitations.link_create(invitation)
+    patient = Client(REMOTE_ADDR=new_address())
+    assert patient.get(start_url(token)).status_code == 200
+    locking.lock_create(actor=data_manager, participant=participant, reason=WHY)
+    response = post_page(patient, token, 1, HAQ_PAGES["dressing"], action="next")
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert "Your answers cannot be changed at the moment" in text
+    assert "Dana" not in text and WHY not in text  # no staff names or reasons on a patient page
+    assert not QuestionnaireResponse.objects.filter(invitation=invitation).exists()
