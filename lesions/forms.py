@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
@@ -223,13 +223,23 @@ def _measurement_fields() -> dict[str, forms.Field]:
     return fields
 
 
+def _decimal_choice(value: str) -> Decimal:
+    """Decimal() refuses text with InvalidOperation, which TypedChoiceField does not catch (it
+    catches ValueError and says "Select a valid choice"); left alone, text posted in a choice
+    field was a server error."""
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise ValueError(value) from None
+
+
 def _injection_fields() -> dict[str, forms.Field]:
     i = Injection
     dosing = PROTOCOL.dosing
     fields = {
         "concentration_mg_per_ml": forms.TypedChoiceField(
             required=False,
-            coerce=Decimal,
+            coerce=_decimal_choice,
             empty_value=None,
             choices=[
                 (_decimal_text(c), f"{_decimal_text(c)} mg/mL") for c in dosing.concentrations_mg_per_ml
@@ -453,7 +463,9 @@ class LesionRowForm(forms.Form):
 
     def _clean_measurement(self, data) -> None:
         saved = self.row.measurement
-        if not self._entered(MEASUREMENT_ANSWERS):
+        # An operator or device typed in a row with nothing else makes the row entered: it is
+        # then refused with what is missing, rather than dropped without a word.
+        if not self._entered((*MEASUREMENT_ANSWERS, "operator", "device")):
             if saved is not None:
                 self.add_error(
                     None,

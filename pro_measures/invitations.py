@@ -211,17 +211,22 @@ def response_save_answers(
         ) from None
     cleared = [link_id for link_id, value in answers.items() if value is None]
     with _patient_context(locked):
-        response, _created = Response.objects.select_for_update().get_or_create(
-            invitation=locked,
-            defaults={
-                "instrument_code": locked.instrument_code,
-                "instrument_version": locked.instrument_version,
-            },
-        )
+        # The invitation row is locked, so no other request creates its response meanwhile. The
+        # first page is one INSERT with its answers: one audit event per page saved.
+        response = Response.objects.select_for_update().filter(invitation=locked).first()
+        if response is None:
+            response = Response(
+                invitation=locked,
+                instrument_code=locked.instrument_code,
+                instrument_version=locked.instrument_version,
+            )
         merged = {**response.answers, **cleaned}
         for link_id in cleared:
             merged.pop(link_id, None)
-        if merged != response.answers:
+        if response.pk is None:
+            response.answers = merged
+            response.save()
+        elif merged != response.answers:
             response.answers = merged
             response.save(update_fields=["answers", "updated_at"])
         if locked.status != InvitationStatus.IN_PROGRESS or locked.started_at is None:
@@ -254,8 +259,9 @@ def _store_scores(response: Response, definition) -> list[Score]:
 
 def _complete(invitation: Invitation, response: Response, now: dt.datetime) -> None:
     definition = instrument(invitation.instrument_code)
-    response.submitted_at = now
-    response.save(update_fields=["submitted_at", "updated_at"])
+    if response.submitted_at != now:  # a paper response is saved already submitted
+        response.submitted_at = now
+        response.save(update_fields=["submitted_at", "updated_at"])
     _store_scores(response, definition)
     invitation.status = InvitationStatus.COMPLETED
     invitation.completed_at = now
@@ -315,16 +321,16 @@ def response_enter_paper(
     if missing:
         reason += f"; left blank on the paper form: {', '.join(missing)}"
     with audit_context(reason=reason, **actor_metadata(actor)):
-        response, _created = Response.objects.select_for_update().get_or_create(
+        # One write of the response (answers, source and submission together): one audit event.
+        response = Response.objects.select_for_update().filter(invitation=locked).first() or Response(
             invitation=locked,
-            defaults={
-                "instrument_code": locked.instrument_code,
-                "instrument_version": locked.instrument_version,
-            },
+            instrument_code=locked.instrument_code,
+            instrument_version=locked.instrument_version,
         )
         response.answers = cleaned
         response.source = ResponseSource.PAPER
         response.entered_by = actor
+        response.submitted_at = now
         response.save()
         _complete(locked, response, now)
     return response

@@ -7,7 +7,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django import forms
 from django.db import connection
 from django.test import Client
 from django.test.html import Element, parse_html
@@ -19,6 +18,7 @@ from lesions.models import Injection, Lesion, UltrasoundMeasurement
 from lesions.services import LesionRow, visit_lesions_save
 from participants import safety
 from tests.conftest import sign_in
+from tests.form_data import browser_data
 from tests.lesions.conftest import TODAY, injection, measurement
 from trial.audit import event_model_for
 from trial.protocol import PROTOCOL
@@ -84,22 +84,7 @@ def input_value(response, name: str) -> str | None:
 def page_data(response) -> dict:
     """The table's form data as the browser would send it unchanged."""
     table = response.context["table"]
-    data: dict = {}
-    for form in (table.formset.management_form, table.header, *table.forms):
-        for bound in form:
-            if bound.field.disabled:
-                continue
-            value = bound.value()
-            widget = bound.field.widget
-            if isinstance(widget, forms.CheckboxInput):
-                if value:
-                    data[bound.html_name] = "on"
-            elif isinstance(widget, forms.CheckboxSelectMultiple):
-                if value:
-                    data[bound.html_name] = [str(v) for v in value]
-            else:
-                data[bound.html_name] = "" if value is None else str(value)
-    return data
+    return browser_data(table.formset.management_form, table.header, *table.forms)
 
 
 MEASURED = {

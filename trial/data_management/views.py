@@ -132,8 +132,8 @@ class QueryDetailView(PermissionRequiredMixin, TemplateView):
                     return self.render_to_response(self.get_context_data(reopen_form=form))
                 services.query_reopen(actor=request.user, query=self.query, text=form.cleaned_data["text"])
                 messages.success(request, _("Query re-opened."))
-            else:
-                raise PermissionDenied
+            else:  # not one of the page's buttons: say so rather than "forbidden"
+                raise ValidationError(_("Choose one of the page's buttons: answer, close or re-open."))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         return redirect(self.query.get_absolute_url())
