@@ -461,3 +461,14 @@ class EndOfStudyForm(forms.Form):
 
 def screening_initial(screening: Screening) -> dict:
     return model_to_dict(screening, fields=SCREENING_FIELDS)
+
+
+class DeclineUndoForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why this person is eligible for enrolment again"),
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_(
+            "For example: recorded by mistake, the person changed their mind. Kept in the audit trail."
+        ),
+    )

@@ -445,6 +445,23 @@ def screening_decline(*, actor: User, screening: Screening, note: str) -> Screen
 
 
 @transaction.atomic
+def screening_decline_undo(*, actor: User, screening: Screening, reason: str) -> Screening:
+    """Undo "eligible, not enrolled" recorded by mistake or before the person changed their mind:
+    eligible again (the confirmed checklist still stands), with the reason in the audit trail."""
+    require_site_permission(actor, "participants.change_screening", screening.site)
+    require_unlocked(screening=screening)
+    reason = reason_required(reason)
+    locked = Screening.objects.select_for_update().get(pk=screening.pk)
+    if locked.outcome != ScreeningOutcome.DECLINED:
+        raise ValidationError(_("Only a person recorded as not enrolled can be made eligible again."))
+    with audit_context(reason=reason, **actor_metadata(actor)):
+        locked.outcome = ScreeningOutcome.ELIGIBLE
+        locked.outcome_note = ""
+        locked.save(update_fields=["outcome", "outcome_note"])
+    return locked
+
+
+@transaction.atomic
 def participant_end(
     *, actor: User, participant: Participant, ended_on: dt.date, end_reason: str, detail: str = ""
 ) -> Participant:

@@ -38,6 +38,7 @@ from participants.forms import (
     ConsentForm,
     ConsentWithdrawalForm,
     DeclineForm,
+    DeclineUndoForm,
     EligibilityChangeForm,
     EligibilityForm,
     EndOfStudyForm,
@@ -450,6 +451,8 @@ class ScreeningDetailView(ScreeningPageMixin, TemplateView):
             and screening.outcome == ScreeningOutcome.ELIGIBLE,
             can_decline=user.has_perm("participants.change_screening")
             and screening.outcome == ScreeningOutcome.ELIGIBLE,
+            can_undo_decline=user.has_perm("participants.change_screening")
+            and screening.outcome == ScreeningOutcome.DECLINED,
             **eligibility_panel_context(assessment.assess(), user=user, saved=True),
             **kwargs,
         )
@@ -748,6 +751,19 @@ class DeclineView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
         return redirect(self.screening)
 
 
+class DeclineUndoView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
+    permission_required = "participants.change_screening"
+    template_name = "participants/screening_decline_undo.html"
+    form_class = DeclineUndoForm
+
+    def call_service(self, form):
+        services.screening_decline_undo(
+            actor=self.request.user, screening=self.screening, reason=form.cleaned_data["reason"]
+        )
+        messages.success(self.request, _("Eligible for enrolment again."))
+        return redirect(self.screening)
+
+
 # --- Participants -----------------------------------------------------------------------------
 
 
@@ -933,6 +949,7 @@ urlpatterns = [
     path("screening/<int:pk>/consent/", ConsentCreateView.as_view(), name="consent-create"),
     path("screening/<int:pk>/enrol/", EnrolView.as_view(), name="participant-enroll"),
     path("screening/<int:pk>/decline/", DeclineView.as_view(), name="screening-decline"),
+    path("screening/<int:pk>/decline/undo/", DeclineUndoView.as_view(), name="screening-decline-undo"),
     path("participants/", ParticipantListView.as_view(), name="participant-list"),
     path("participants/<int:pk>/", ParticipantDetailView.as_view(), name="participant-detail"),
     path(

@@ -741,6 +741,39 @@ def test_eligible_person_not_enrolled_is_recorded_with_the_reason(eligible_scree
     assert eligible_screening.outcome_note == "Declined: lives too far away"
 
 
+def test_a_decline_recorded_by_mistake_is_undone_with_a_reason_and_the_person_can_be_enrolled(
+    eligible_screening, coordinator, investigator, make_user, signed_in
+):
+    client = signed_in(coordinator)
+    client.post(
+        reverse("participants:screening-decline", args=[eligible_screening.pk]), {"note": "Declined by phone"}
+    )
+    page = html(client.get(eligible_screening.get_absolute_url()))
+    undo = reverse("participants:screening-decline-undo", args=[eligible_screening.pk])
+    decline = reverse("participants:screening-decline", args=[eligible_screening.pk])
+    assert f'href="{undo}"' in page and f'href="{decline}"' not in page
+
+    assert "This field is required." in html(client.post(undo, {"reason": "   "}))
+    eligible_screening.refresh_from_db()
+    assert eligible_screening.outcome == ScreeningOutcome.DECLINED  # nothing changed
+
+    response = client.post(undo, {"reason": "Recorded for the wrong person"}, follow=True)
+    assert "Eligible for enrolment again." in html(response)
+    eligible_screening.refresh_from_db()
+    assert (eligible_screening.outcome, eligible_screening.outcome_note) == (ScreeningOutcome.ELIGIBLE, "")
+    last = (
+        event_model_for(Screening).objects.filter(pgh_obj_id=eligible_screening.pk).order_by("pgh_id").last()
+    )
+    assert last.pgh_context["reason"] == "Recorded for the wrong person" and last.outcome == "eligible"
+    # Undone once: there is nothing left to undo.
+    again = client.post(undo, {"reason": "twice"})
+    assert "Only a person recorded as not enrolled can be made eligible again." in html(again)
+    # A monitor reads the screening but cannot change it.
+    monitor = make_user(role=Role.MONITOR, sites=[eligible_screening.site])
+    assert Client().get(undo).status_code == 302  # anonymous: to sign in
+    assert sign_in(Client(), monitor).post(undo, {"reason": "x"}).status_code == 403
+
+
 def test_screen_failure_cannot_be_recorded_as_declined(screen, coordinator, signed_in):
     failed = screen(date_of_birth=dt.date(2008, 11, 3))
     services.eligibility_record(actor=coordinator, screening=failed, answers=dict(ELIGIBLE_ANSWERS))
