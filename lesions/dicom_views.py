@@ -393,6 +393,7 @@ class CaliperView(DicomFileMixin, View):
     http_method_names = ["post"]
 
     def post(self, request, *args, **kwargs):
+        dicom_file = self.dicom_file  # another site's file is a 404 whatever the body says
         try:
             payload = json.loads(request.body or b"{}")
             frame = int(payload.get("frame") or 1)
@@ -402,9 +403,7 @@ class CaliperView(DicomFileMixin, View):
         except (ValueError, TypeError, AttributeError):
             return JsonResponse({"error": _("The caliper request could not be read.")}, status=400)
         try:
-            distances = services.caliper_distances(
-                dicom_file=self.dicom_file, frame_number=frame, points=points
-            )
+            distances = services.caliper_distances(dicom_file=dicom_file, frame_number=frame, points=points)
         except CalibrationError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
         return JsonResponse(

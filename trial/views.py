@@ -6,19 +6,19 @@ from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import DetailView, ListView, TemplateView, UpdateView
 
 from trial import services
 from trial.audit import has_history_page, hidden_fields_for, record_history
 from trial.forms import SiteForm
-from trial.models import Site
+from trial.models import Site, User
 from trial.sites import SESSION_KEY, sites_for
 
 
@@ -95,6 +95,7 @@ class SiteUpdateView(PermissionRequiredMixin, UpdateView):
         return redirect(site)
 
 
+@require_GET
 def record_history_view(request, model_label: str, pk: int):
     """The audit history of one record, in plain words, for anyone who may see the record."""
     try:
@@ -103,6 +104,12 @@ def record_history_view(request, model_label: str, pk: int):
         raise Http404 from None
     if not has_history_page(model):
         raise Http404
+    # Seeing a record's site is not enough: the role must be allowed to read that kind of record
+    # (an administrator manages sites and users, never clinical data). Accounts are the exception:
+    # everyone reads their own account's history, and User.objects.visible_to shows no other.
+    permission = f"{model._meta.app_label}.view_{model._meta.model_name}"
+    if model is not User and not request.user.has_perm(permission):
+        raise PermissionDenied
     obj = get_object_or_404(model._default_manager.visible_to(request.user), pk=pk)
     return render(
         request,
