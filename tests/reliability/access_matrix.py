@@ -139,7 +139,7 @@ MATRIX: tuple[Row, ...] = (
         get=('LOG LOG 2FA 405 405 403 403 403', 'LOG LOG 2FA 405 405 403 403 403'),
         post=('LOG LOG 2FA 200 200 403 403 403', 'LOG LOG 2FA 404 404 403 403 403')),
     Row('participants:eligibility-confirm', 'screening',
-        get=('LOG LOG 2FA 403 405 403 403 403', 'LOG LOG 2FA 403 405 403 403 403'),
+        get=('LOG LOG 2FA 403 405 403 403 403', 'LOG LOG 2FA 403 404 403 403 403'),
         post=('LOG LOG 2FA 403 302 403 403 403', 'LOG LOG 2FA 403 404 403 403 403')),
     Row('participants:consent-create', 'screening',
         get=('LOG LOG 2FA 200 200 403 403 403', 'LOG LOG 2FA 404 404 403 403 403'),
@@ -274,6 +274,9 @@ MATRIX: tuple[Row, ...] = (
     Row('exports:download', 'export',
         get=('LOG LOG 2FA 403 404 200 404 403', 'LOG LOG 2FA 403 404 404 404 403'),
         post=('LOG LOG 2FA 403 404 200 404 403', 'LOG LOG 2FA 403 404 404 404 403')),
+    # Exports are their requester's alone (the monitor asked for both sites' jobs).
+    Row('exports:status', 'export',
+        get=('LOG LOG 2FA 403 404 200 404 403', 'LOG LOG 2FA 403 404 404 404 403')),
     Row('signatures:queue', None,
         get=('LOG LOG 2FA 403 200 403 403 403', None),
         post=('LOG LOG 2FA 403 400 403 403 403', None)),
