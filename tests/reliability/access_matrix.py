@@ -222,6 +222,9 @@ MATRIX: tuple[Row, ...] = (
     Row('lesions:dicom-measurement', 'visit_lesion',
         get=('LOG LOG 2FA 405 405 403 403 403', 'LOG LOG 2FA 405 405 403 403 403'),
         post=('LOG LOG 2FA 400 400 403 403 403', 'LOG LOG 2FA 404 404 403 403 403')),
+    Row('lesions:dicom-pixel-review', 'visit_lesion',
+        get=('LOG LOG 2FA 405 405 403 403 403', 'LOG LOG 2FA 405 405 403 403 403'),
+        post=('LOG LOG 2FA 400 400 403 403 403', 'LOG LOG 2FA 404 404 403 403 403')),
     Row('lesions:dicom-status', 'dicom',
         get=('LOG LOG 2FA 200 200 200 200 403', 'LOG LOG 2FA 404 404 404 200 403')),
     Row('lesions:dicom-frame', 'dicom_frame',
@@ -277,6 +280,13 @@ MATRIX: tuple[Row, ...] = (
     # Exports are their requester's alone (the monitor asked for both sites' jobs).
     Row('exports:status', 'export',
         get=('LOG LOG 2FA 403 404 200 404 403', 'LOG LOG 2FA 403 404 404 404 403')),
+    Row('signatures:eligibility-sign', 'screening',
+        get=('LOG LOG 2FA 200 200 200 200 403', 'LOG LOG 2FA 404 404 404 200 403'),
+        post=('LOG LOG 2FA 403 400 403 403 403', 'LOG LOG 2FA 403 404 403 403 403')),
+    # The participant is still in the study: nothing to sign yet, even for the investigator.
+    Row('signatures:end-of-study-sign', 'participant',
+        get=('LOG LOG 2FA 200 200 200 200 403', 'LOG LOG 2FA 404 404 404 200 403'),
+        post=('LOG LOG 2FA 403 403 403 403 403', 'LOG LOG 2FA 403 404 403 403 403')),
     Row('signatures:queue', None,
         get=('LOG LOG 2FA 403 200 403 403 403', None),
         post=('LOG LOG 2FA 403 400 403 403 403', None)),
