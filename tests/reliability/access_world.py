@@ -183,6 +183,7 @@ def _site_world(site, *, consent_document, data_manager, today) -> SiteWorld:
         "export": {"pk": job.pk},
         "query": {"pk": query.pk},
         "query_record": {"model_label": "participants.visit", "object_id": baseline.pk},
+        "verification_record": {"model_label": "participants.adverseevent", "object_id": adverse_event.pk},
         "lock": {"pk": lock.pk},
         "token": {"token": token},
         "token_page": {"token": token, "number": 1},
