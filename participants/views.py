@@ -23,11 +23,9 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.forms.models import model_to_dict
-from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import View
@@ -83,13 +81,6 @@ def add_service_error(form: forms.Form, exc: ValidationError) -> None:
             form.add_error(name if name in form.fields else None, errors)
     else:
         form.add_error(None, exc)
-
-
-def safe_next(request, fallback: str) -> str:
-    next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if next_url and url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
-        return next_url
-    return fallback
 
 
 # --- Status words and badges (text, never colour alone) ---------------------------------------
@@ -597,27 +588,6 @@ class ConfirmationQueueView(PermissionRequiredMixin, TemplateView):
         return super().get_context_data(rows=rows, page=page, show_names=show_names, query="", **kwargs)
 
 
-class EligibilityConfirmView(ScreeningPageMixin, ReadOnlyWhenLockedMixin, View):
-    permission_required = "participants.confirm_eligibility"
-    http_method_names = ["post"]
-
-    def post(self, request, *args, **kwargs):
-        try:
-            services.eligibility_confirm(actor=request.user, screening=self.screening)
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
-        else:
-            messages.success(
-                request,
-                _("Eligibility of %(number)s confirmed by %(name)s.")
-                % {
-                    "number": self.screening.screening_number,
-                    "name": request.user.full_name or request.user.email,
-                },
-            )
-        return HttpResponseRedirect(safe_next(request, self.screening.get_absolute_url()))
-
-
 # --- Consent, enrolment, decline ------------------------------------------------------------
 
 
@@ -945,7 +915,6 @@ urlpatterns = [
         EligibilityPreviewView.as_view(),
         name="eligibility-preview",
     ),
-    path("screening/<int:pk>/confirm/", EligibilityConfirmView.as_view(), name="eligibility-confirm"),
     path("screening/<int:pk>/consent/", ConsentCreateView.as_view(), name="consent-create"),
     path("screening/<int:pk>/enrol/", EnrolView.as_view(), name="participant-enroll"),
     path("screening/<int:pk>/decline/", DeclineView.as_view(), name="screening-decline"),

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from participants import services
 from participants.models import Participant, Screening
-from tests.factories import SiteFactory, pdf_upload
+from tests.factories import DEFAULT_PASSWORD, SiteFactory, pdf_upload
 from trial.protocol import anniversary
 from trial.roles import Role
 
@@ -143,11 +143,13 @@ def test_coordinator_screens_two_people_and_enrols_the_eligible_one(
     page.get_by_role("link", name="Eligibility to confirm").click()
     checkpoint("confirmation-queue")
     expect(page.get_by_role("row")).to_have_count(2)  # the header and Jane; Mary is not eligible
-    page.get_by_role("button", name=f"Confirm eligibility of {jane.screening_number}").click()
+    page.get_by_role("link", name=f"Review and sign eligibility of {jane.screening_number}").click()
+    checkpoint("eligibility-review")
+    page.get_by_label("Meaning of this signature").select_option("reviewed_approved")
+    page.get_by_label("Your password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Confirm and sign").click()
     checkpoint("confirmed")
-    expect(page.get_by_role("status").first).to_contain_text(
-        f"Eligibility of {jane.screening_number} confirmed by Ira Investigator."
-    )
+    expect(page.get_by_text("Eligibility confirmed and signed.")).to_be_visible()
 
     # 4. The coordinator records Jane's consent and enrols her.
     page = signed_in_page(coordinator)

@@ -22,7 +22,7 @@ from participants.models import (
     ScreeningOutcome,
 )
 from tests.conftest import sign_in
-from tests.factories import ELIGIBLE_ANSWERS, SiteFactory, pdf_upload
+from tests.factories import DEFAULT_PASSWORD, ELIGIBLE_ANSWERS, SiteFactory, pdf_upload
 from tests.participants.conftest import TODAY
 from trial.audit import event_model_for, record_history
 from trial.roles import Role
@@ -119,7 +119,6 @@ def test_investigator_opens_the_confirmation_queue(investigator, signed_in):
         ("screening-edit", "get"),
         ("eligibility-edit", "get"),
         ("eligibility-preview", "post"),
-        ("eligibility-confirm", "post"),
         ("consent-create", "get"),
         ("participant-enroll", "get"),
         ("screening-decline", "get"),
@@ -141,17 +140,22 @@ def test_monitor_may_not_add_a_screening_or_change_a_participant(enrolled, monit
 def test_only_an_investigator_confirms_eligibility(eligible_screening, coordinator, signed_in):
     client = signed_in(coordinator)
     assert client.get(reverse("participants:confirmation-queue")).status_code == 403
-    url = reverse("participants:eligibility-confirm", args=[eligible_screening.pk])
-    assert client.post(url).status_code == 403
+    url = reverse("signatures:eligibility-sign", args=[eligible_screening.pk])
+    data = {"meaning": "reviewed_approved", "password": DEFAULT_PASSWORD}
+    assert client.post(url, data).status_code == 403
     assert not EligibilityAssessment.objects.get(screening=eligible_screening).is_confirmed
 
 
-@pytest.mark.parametrize("name", [*SCREENING_PAGES, "eligibility-preview", "eligibility-confirm"])
+@pytest.mark.parametrize("name", [*SCREENING_PAGES, "eligibility-preview", "signatures:eligibility-sign"])
 def test_another_sites_screening_is_not_found(name, eligible_screening, make_user, site_b):
     outsider = make_user(role=Role.INVESTIGATOR, sites=[site_b])
-    url = reverse(f"participants:{name}", args=[eligible_screening.pk])
+    url = reverse(name if ":" in name else f"participants:{name}", args=[eligible_screening.pk])
     client = client_for(outsider)
-    response = client.post(url) if name in ("eligibility-preview", "eligibility-confirm") else client.get(url)
+    response = (
+        client.post(url)
+        if name in ("eligibility-preview", "signatures:eligibility-sign")
+        else client.get(url)
+    )
     assert response.status_code == 404
 
 
@@ -548,38 +552,29 @@ def test_checklist_of_an_enrolled_person_is_closed(enrolled, coordinator, signed
 # --- Confirmation -----------------------------------------------------------------------------
 
 
-def test_investigator_confirms_from_the_queue(screen, eligible_screening, investigator, signed_in):
+def test_investigator_confirms_from_the_queue_by_signing(screen, eligible_screening, investigator, signed_in):
     incomplete = screen(first_name="Ann")
     client = signed_in(investigator)
     queue = html(client.get(reverse("participants:confirmation-queue")))
     assert eligible_screening.screening_number in queue and incomplete.screening_number not in queue
-    response = client.post(
-        reverse("participants:eligibility-confirm", args=[eligible_screening.pk]),
-        {"next": reverse("participants:confirmation-queue")},
-        follow=True,
-    )
-    assert response.redirect_chain[-1][0] == reverse("participants:confirmation-queue")
-    assert f"Eligibility of {eligible_screening.screening_number} confirmed by Ira Investigator." in html(
-        response
-    )
-    assert "Nothing waits for confirmation." in html(response)
+    sign = reverse("signatures:eligibility-sign", args=[eligible_screening.pk])
+    assert f'href="{sign}"' in queue and "<form" not in queue.split("<main")[-1]  # no one-click confirm
+    response = client.post(sign, {"meaning": "reviewed_approved", "password": DEFAULT_PASSWORD}, follow=True)
+    assert "Eligibility confirmed and signed." in html(response)
+    assert "Nothing waits for confirmation." in html(client.get(reverse("participants:confirmation-queue")))
     detail = text(client.get(reverse("participants:screening-detail", args=[eligible_screening.pk])))
     # 15:00 UTC is 10:00 in New York (site A's zone).
     assert "Confirmed by Ira Investigator, 2026-11-03 10:00 EST" in detail
 
 
-def test_confirming_an_incomplete_checklist_is_refused_with_a_message(screen, investigator, signed_in):
+def test_signing_an_incomplete_checklist_is_not_offered(screen, investigator, signed_in):
     screening = screen()
-    response = signed_in(investigator).post(
-        reverse("participants:eligibility-confirm", args=[screening.pk]), follow=True
+    client = signed_in(investigator)
+    sign = reverse("signatures:eligibility-sign", args=[screening.pk])
+    assert (
+        client.post(sign, {"meaning": "reviewed_approved", "password": DEFAULT_PASSWORD}).status_code == 403
     )
-    assert response.status_code == 200
-    assert "Only a complete checklist that meets every criterion can be confirmed." in html(response)
-
-
-def test_confirmation_only_by_post(eligible_screening, investigator, signed_in):
-    url = reverse("participants:eligibility-confirm", args=[eligible_screening.pk])
-    assert signed_in(investigator).get(url).status_code == 405
+    assert not EligibilityAssessment.objects.filter(screening=screening, confirmed_by__isnull=False).exists()
 
 
 # --- Consent ----------------------------------------------------------------------------------
