@@ -8,17 +8,19 @@ appear by study id only: the dashboard shows no identifying data.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pygal
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from lesions.models import UltrasoundMeasurement
 from lesions.outcomes import ParticipantOutcome, outcome_from_measurements
@@ -36,6 +38,7 @@ from participants.models import (
 )
 from participants.visits import site_today
 from pro_measures.models import Invitation, InvitationStatus, Score
+from trial.audit import event_model_for
 from trial.data_management.models import Query
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 from trial.reports.charts import STYLE, Series, lesion_trend_svg
@@ -410,6 +413,7 @@ def waterfall_svg(rows: list[ParticipantChange]) -> str:
         title=_("Best change from baseline in the sum of longest diameters (%)"),
         y_title="%",
         x_labels=[r.study_id for r in ranked],
+        show_x_labels=len(ranked) <= X_LABELS_MAX,
         x_label_rotation=45,
         show_legend=False,
         js=[],
@@ -420,13 +424,34 @@ def waterfall_svg(rows: list[ParticipantChange]) -> str:
     return chart.render(is_unicode=True)
 
 
+# Beyond this many participants a legend is unreadable (and pygal lays it out in quadratic time:
+# minutes at 2,000 lines); the table beside the chart names every participant.
+LEGEND_MAX_SERIES = 20
+X_LABELS_MAX = 60
+
+
+# More lines than this are one grey mass: the chart draws an even sample (every k-th participant
+# by study id) and says so; the table beside it lists everyone.
+SPAGHETTI_MAX_LINES = 100
+
+
 def spaghetti_svg(rows: list[ParticipantChange]) -> str:
     codes = [v.code for v in PROTOCOL.planned_visits]
+    title = _("Change from baseline in the sum of longest diameters over visits (%)")
+    drawn = rows
+    if len(rows) > SPAGHETTI_MAX_LINES:
+        drawn = rows[:: -(-len(rows) // SPAGHETTI_MAX_LINES)]
+        title = _("%(title)s: %(drawn)s of %(total)s participants, evenly sampled") % {
+            "title": title,
+            "drawn": len(drawn),
+            "total": len(rows),
+        }
     return lesion_trend_svg(
-        title=_("Change from baseline in the sum of longest diameters over visits (%)"),
+        title=title,
         y_title="%",
         x_labels=codes,
-        series=[Series(r.study_id, [_float(r.diameter_by_visit.get(code)) for code in codes]) for r in rows],
+        series=[Series(r.study_id, [_float(r.diameter_by_visit.get(code)) for code in codes]) for r in drawn],
+        show_legend=len(drawn) <= LEGEND_MAX_SERIES,
     )
 
 
@@ -491,6 +516,48 @@ class Dashboard:
     adverse_events: AdverseEventSummary
     completeness: list[Completeness]
     query_ages: list[QueryAgeBand]
+
+
+# Every audited table the dashboard reads. Any insert, update or delete of their rows writes an
+# audit event with a new id (trial.audit: triggers, so no code path can skip it), so the newest
+# event id of each is a change counter: the cached dashboard is stale exactly when one moved.
+def _dashboard_sources():
+    from lesions.models import Lesion
+    from participants.models import EligibilityAssessment, Participant
+    from pro_measures.models import Response
+    from trial.models import Site, SiteMembership
+
+    return (
+        Site, SiteMembership, Screening, EligibilityAssessment, ConsentRecord, Participant, Visit, Lesion,
+        UltrasoundMeasurement, Invitation, Response, Score, AEReview, AdverseEvent, Query,
+    )  # fmt: skip
+
+
+def dashboard_cache_key(*, user, site=None) -> str:
+    """The cache key of `user`'s dashboard for `site` (None: all their sites) as the data stand
+    now: database, audit-event counters, the sites in scope, the day (overdue, query ages),
+    language and protocol version. Two queries."""
+    # Table names from the models' own metadata, quoted; nothing from a request.
+    tables = [connection.ops.quote_name(event_model_for(m)._meta.db_table) for m in _dashboard_sources()]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(f"(SELECT max(pgh_id) FROM {t})" for t in tables))  # noqa: S608
+        counters = cursor.fetchone()
+    if site is not None:
+        scope = f"site{site.pk}"
+    elif user.has_perm("trial.view_all_sites"):
+        scope = "all"
+    else:
+        scope = ",".join(map(str, sorted(user.memberships.values_list("site_id", flat=True))))
+    today = site_today(site) if site is not None else timezone.localdate()
+    parts = [
+        connection.settings_dict["NAME"],
+        *map(str, counters),
+        scope,
+        str(today),
+        get_language() or "",
+        PROTOCOL.version,
+    ]
+    return "dashboard:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def dashboard_for(*, user, site=None) -> Dashboard:

@@ -38,7 +38,9 @@ class Series:
     values: list[float | None]
 
 
-def lesion_trend_svg(*, title: str, y_title: str, x_labels: list[str], series: list[Series]) -> str:
+def lesion_trend_svg(
+    *, title: str, y_title: str, x_labels: list[str], series: list[Series], show_legend: bool = True
+) -> str:
     """An SVG line chart, one line per lesion. Text from the data is escaped by pygal (lxml-free
     ElementTree serialisation), so a lesion label cannot inject markup."""
     chart = pygal.Line(
@@ -48,7 +50,7 @@ def lesion_trend_svg(*, title: str, y_title: str, x_labels: list[str], series: l
         title=title,
         y_title=y_title,
         x_labels=x_labels,
-        show_legend=True,
+        show_legend=show_legend,
         legend_at_bottom=True,
         legend_at_bottom_columns=min(len(series), 6) or 1,
         dots_size=3,
