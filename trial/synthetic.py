@@ -820,6 +820,10 @@ class SyntheticTrial:
             with transaction.atomic():
                 self._signatures(staff)
                 self._extra_pending_reminders()
+        # Fresh planner statistics for the tables just filled: until autovacuum gets to them the
+        # planner believes they are empty and picks plans that take minutes (profiling.md).
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
         self.result.seconds = time.monotonic() - started
         return self.result
 
