@@ -64,16 +64,22 @@ def measurement_save(visit_id: int):
     return step
 
 
+async def questionnaire_open(client: httpx.AsyncClient, url: str) -> Sample:
+    """GET a questionnaire page; its form's CSRF token is kept on the client for the next POST."""
+    sample, page = await timed(client, "GET", url)
+    if page is not None and page.status_code == 200:
+        client.bench_csrf = csrf_token(page.text)
+    return sample
+
+
 async def questionnaire_page_post(client: httpx.AsyncClient, url: str, data: dict[str, str]) -> Sample:
-    """POST one questionnaire page; the CSRF token comes from an earlier GET of a patient page
-    in this client (kept on the client), fetched first if there was none."""
-    token = getattr(client, "bench_csrf", None)
-    if token is None:
-        _sample, page = await timed(client, "GET", url)
-        if page is None or page.status_code != 200:
-            return Sample(0, 0.0, error="questionnaire page did not open")
-        token = client.bench_csrf = csrf_token(page.text)
-    sample, answer = await timed(client, "POST", url, data={**data, "csrfmiddlewaretoken": token})
+    """POST one questionnaire page (opening it first if this client has no CSRF token yet); a
+    page that comes back instead of moving on counts as refused."""
+    if getattr(client, "bench_csrf", None) is None:
+        opened = await questionnaire_open(client, url)
+        if not opened.ok:
+            return opened
+    sample, answer = await timed(client, "POST", url, data={**data, "csrfmiddlewaretoken": client.bench_csrf})
     if answer is not None and answer.status_code == 200:
         sample = Sample(FORM_ERROR_STATUS, sample.seconds, sample.queries, sample.rss_kb, "page refused")
     return sample
@@ -84,3 +90,15 @@ def questionnaire_save(url: str, posts: list[dict[str, str]]):
         return await questionnaire_page_post(client, url, posts[number % len(posts)])
 
     return step
+
+
+async def questionnaire_submit(client: httpx.AsyncClient, token: str) -> Sample:
+    """Press "Submit" on the review page (after the pages were answered in this client); an
+    answer other than the redirect to the thank-you page counts as refused."""
+    csrf = getattr(client, "bench_csrf", None)
+    if csrf is None:
+        return Sample(0, 0.0, error="no questionnaire page was opened")
+    sample, answer = await timed(client, "POST", f"/q/{token}/review/", data={"csrfmiddlewaretoken": csrf})
+    if answer is not None and not answer.headers.get("location", "").endswith("/thanks/"):
+        sample = Sample(FORM_ERROR_STATUS, sample.seconds, sample.queries, sample.rss_kb, "submit refused")
+    return sample

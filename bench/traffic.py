@@ -8,6 +8,7 @@ on the client; the server adds its query count and memory (bench.query_count) as
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import statistics
 import time
@@ -19,6 +20,8 @@ import httpx
 from bench.query_count import QUERIES_HEADER, RSS_HEADER
 
 REQUEST_TIMEOUT_S = 120.0
+# httpx logs every request at INFO: thousands of lines per run.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 

@@ -1,0 +1,98 @@
+"""The benchmark's own parts that decide a verdict: the server-side query count, percentiles, and
+the target checks (a page whose query count grows with the data must fail)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.db import connection
+from django.http import HttpResponse
+from django.test import RequestFactory
+
+from bench.query_count import QUERIES_HEADER, RSS_HEADER, QueryCountMiddleware
+from bench.targets import check_targets
+from bench.traffic import percentile
+
+
+@pytest.mark.django_db
+def test_the_middleware_counts_the_statements_a_request_ran():
+    def view(request):
+        with connection.cursor() as cursor:
+            for _ in range(3):
+                cursor.execute("SELECT 1")
+        return HttpResponse("ok")
+
+    response = QueryCountMiddleware(view)(RequestFactory().get("/"))
+    assert response[QUERIES_HEADER] == "3"
+    assert int(response[RSS_HEADER]) > 10_000  # KiB: a Django process is well over 10 MB
+
+
+def test_percentile_is_the_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 0.95) == 95
+    assert percentile(values, 0.5) == 50
+    assert percentile([7.0], 0.95) == 7.0
+
+
+def page(p95: float, queries: int) -> dict:
+    return {"label": "x", "p95_ms": p95, "queries": queries}
+
+
+def run(**overrides) -> dict:
+    figures = {
+        "pages": {
+            "floor": page(10, 1),
+            "today": page(50, 8),
+            "dashboard": page(90, 13),
+            "measurement_save": page(25, 38),
+            "pro_submit": page(40, 6),
+        },
+        "inprocess": {
+            "visit_pdf": {"full": {"p50_ms": 300}, "weasyprint": {"p50_ms": 250}},
+            "reminder_tick": {"p50_ms": 50, "p95_ms": 60, "pending": 100_000, "sent": 50},
+        },
+        "exports": {"csv_long": {"status": "done", "seconds": 20, "peak_rss_mb": 150, "rows": 10}},
+        "concurrent": {"requests": 1000, "errors": 0},
+    }
+    for path, value in overrides.items():
+        *parents, leaf = path.split("__")
+        node = figures
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return figures
+
+
+def verdicts(sizes: dict) -> dict[str, str]:
+    return {check.target: check.verdict for check in check_targets(sizes)}
+
+
+def test_every_target_passes_on_good_figures():
+    assert set(verdicts({200: run(), 10_000: run()}).values()) == {"PASS"}
+
+
+def test_a_query_count_that_grows_with_the_data_fails():
+    results = verdicts({200: run(), 10_000: run(pages__dashboard=page(90, 14))})
+    assert results["Every page's query count is the same at every size"] == "FAIL"
+
+
+def test_list_pages_are_judged_against_the_floor_at_the_largest_size():
+    results = verdicts({200: run(), 10_000: run(pages__today=page(101, 8))})
+    assert results["today p95 at N=10000 within 10x the floor's p95"] == "FAIL"
+    assert results["dashboard p95 at N=10000 within 10x the floor's p95"] == "PASS"
+
+
+def test_export_memory_growth_and_errors_under_load_fail():
+    big = run()
+    big["exports"]["csv_long"] = {**big["exports"]["csv_long"], "peak_rss_mb": 240}
+    results = verdicts({200: run(), 10_000: big})
+    assert results["CSV export peak RSS at the largest size <= 1.5x that at the smallest"] == "FAIL"
+    results = verdicts({200: run(concurrent__errors=1)})
+    assert results["50 concurrent users for 30 s on loopback: 0 errors"] == "FAIL"
+
+
+def test_one_size_leaves_the_comparisons_unchecked():
+    results = verdicts({200: copy.deepcopy(run())})
+    assert results["Every page's query count is the same at every size"] == "not checked"
+    assert results["Measurement save p95 <= 30 ms"] == "PASS"
