@@ -1,7 +1,9 @@
 """The benchmark's own databases, sts_edc_bench_<N>: created, migrated and seeded once, then reused.
 
 A database remembers what it was seeded with in its PostgreSQL comment; it is reused when the
-size and seed match, and migrated on every run (a no-op unless a migration landed since).
+size and seed match, and migrated on every run (a no-op unless a migration landed since). Set-up
+runs as the owner, as `make migrate` does; the runtime role is granted its privileges after each
+migration, and everything measured connects as it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from bench.environment import PROJECT_DIR, STATIC_ROOT, bench_environment, database_url
+from bench.environment import OWNER, PROJECT_DIR, RUNTIME_ROLE, STATIC_ROOT, bench_environment, database_url
 
 MANAGE = [sys.executable, str(PROJECT_DIR / "manage.py")]
+PENDING_REMINDERS = 100_000  # for the reminder tick (issue #9)
 
 
 def database_name(size: int) -> str:
@@ -23,7 +26,7 @@ def database_name(size: int) -> str:
 
 
 def _admin_connection():
-    connection = psycopg2.connect(database_url("postgres"))
+    connection = psycopg2.connect(database_url("postgres", role=OWNER))
     connection.autocommit = True
     return connection
 
@@ -54,7 +57,12 @@ def _execute(statement: sql.Composable) -> None:
 def _manage(name: str, *args: str, log: Path) -> None:
     with open(log, "ab") as out:
         subprocess.run(  # noqa: S603 - fixed argv: our interpreter and manage.py, no shell
-            [*MANAGE, *args], cwd=PROJECT_DIR, env=bench_environment(name), stdout=out, stderr=out, check=True
+            [*MANAGE, *args],
+            cwd=PROJECT_DIR,
+            env=bench_environment(name, DATABASE_URL=database_url(name, role=OWNER)),
+            stdout=out,
+            stderr=out,
+            check=True,
         )
 
 
@@ -64,12 +72,17 @@ def seed_options(size: int, seed: int) -> list[str]:
     help_text = subprocess.run(  # noqa: S603 - fixed argv, no shell
         [*MANAGE, "seed_demo", "--help"],
         cwd=PROJECT_DIR,
-        env=bench_environment("postgres"),
+        env=bench_environment("postgres", DATABASE_URL=database_url("postgres", role=OWNER)),
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return ["--participants", str(size), "--seed", str(seed)] if "--participants" in help_text else []
+    if "--participants" not in help_text:
+        return []
+    options = ["--participants", str(size), "--seed", str(seed)]
+    if "--pending-reminders" in help_text:
+        options += ["--pending-reminders", str(PENDING_REMINDERS)]
+    return options
 
 
 def prepared_database(size: int, seed: int, *, log: Path) -> str:
@@ -84,13 +97,30 @@ def prepared_database(size: int, seed: int, *, log: Path) -> str:
     if comment is None:
         _execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     _manage(name, "migrate", "--no-input", log=log)
+    _manage(name, "db_runtime_role", "--role", RUNTIME_ROLE, log=log)
     if comment != marker:
         _manage(name, "seed_demo", *options, log=log)
         _execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(marker)))
     return name
 
 
+# Where the project's static files come from (settings.STATICFILES_DIRS; apps' files change only
+# with a dependency upgrade, which touches package-lock.json or requirements.txt).
+STATIC_SOURCES = ("static", "node_modules/bootstrap/dist", "node_modules/bootstrap-icons/font")
+STATIC_INPUTS = ("package-lock.json", "requirements.txt")
+
+
+def _newest_source() -> float:
+    times = [(PROJECT_DIR / name).stat().st_mtime for name in STATIC_INPUTS]
+    for source in STATIC_SOURCES:
+        times += [path.stat().st_mtime for path in (PROJECT_DIR / source).rglob("*") if path.is_file()]
+    return max(times)
+
+
 def collected_static(*, log: Path) -> None:
-    """Static files collected once (the manifest storage serves hashed names, as in production)."""
-    if not (STATIC_ROOT / "staticfiles.json").exists():
+    """Static files collected as a deployment does (the manifest storage serves hashed names),
+    again whenever a source file is newer than the manifest: a page naming a file missing from
+    the manifest answers 500. (Collecting takes minutes on a busy machine, so not every run.)"""
+    manifest = STATIC_ROOT / "staticfiles.json"
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_source():
         _manage("postgres", "collectstatic", "--no-input", log=log)

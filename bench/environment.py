@@ -16,15 +16,19 @@ VAR_DIR = PROJECT_DIR / "var" / "bench"
 STATIC_ROOT = VAR_DIR / "static"
 # Redis database 15 belongs to the test suite, 0 to `make run`.
 REDIS_URL = "redis://127.0.0.1:6379/14"
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
+POSTGRES = "127.0.0.1:5432"
+OWNER = "postgres"
+# The least-privilege role the site connects as (trial.database_roles), the benchmark's own.
+RUNTIME_ROLE = "edc_bench"
 
 
-def database_url(name: str) -> str:
-    return f"{POSTGRES}/{name}"
+def database_url(name: str, *, role: str = RUNTIME_ROLE) -> str:
+    return f"postgres://{role}@{POSTGRES}/{name}"
 
 
 def bench_environment(database_name: str, **overrides: str) -> dict[str, str]:
-    """os.environ plus the settings of a benchmark process (web server, seeding, measuring)."""
+    """os.environ plus the settings of a benchmark process (web server, measuring), which connects
+    as the runtime role, as the site does."""
     env = {
         **os.environ,
         "ENV_FILE": "",

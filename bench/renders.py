@@ -21,7 +21,6 @@ from django.utils import timezone
 from bench.environment import PROJECT_DIR
 from bench.traffic import percentile
 
-PENDING_REMINDERS = 100_000
 DUE_REMINDERS = 50  # one claim batch (pro_measures.reminders.BATCH_SIZE) due at the tick
 
 
@@ -71,40 +70,14 @@ def visit_pdf(*, runs: int = 5) -> dict:
     return {"visit_id": visit.pk, "visit": visit.code, "full": _summary(full), "weasyprint": _summary(bare)}
 
 
-def pending_reminders(count: int = PENDING_REMINDERS) -> int:
-    """Top the pending reminders up to `count`, due over the coming weeks (digest rows of the
-    first site: the tick only looks at them when they fall due). Returns how many were added."""
-    from pro_measures.models import Reminder, ReminderKind, ReminderState
-    from trial.models import Site
-
-    pending = Reminder.objects.filter(state=ReminderState.PENDING).count()
-    missing = count - pending
-    if missing <= 0:
-        return 0
-    site = Site.objects.order_by("pk").first()
-    start = timezone.now() + dt.timedelta(days=1)
-    rows = [
-        Reminder(
-            key=f"bench:future:{pending + n}",
-            kind=ReminderKind.COORDINATOR_DIGEST,
-            site=site,
-            due_at=start + dt.timedelta(minutes=n % (60 * 24 * 60)),
-            rules_fingerprint="bench",
-        )
-        for n in range(missing)
-    ]
-    Reminder.objects.bulk_create(rows, batch_size=5000)
-    return missing
-
-
 def reminder_tick(*, runs: int = 5) -> dict:
-    """One tick (`reminders_send_due`) with 100,000 pending rows of which one batch is due now,
-    reminders of open questionnaires; each run is rolled back, so every run sees the same rows."""
+    """One tick (`reminders_send_due`) over the pending rows that seed_demo --pending-reminders
+    added (100,000, none due yet) plus one batch due now, reminders of an open questionnaire; each
+    run is rolled back, so every run sees the same rows."""
     from bench.questionnaires import answerable_invitation
     from pro_measures.models import Reminder, ReminderKind, ReminderState
     from pro_measures.reminders import reminders_send_due
 
-    added = pending_reminders()
     invitation = answerable_invitation()
     seconds, sent = [], []
     for run in range(runs):
@@ -132,7 +105,6 @@ def reminder_tick(*, runs: int = 5) -> dict:
         "pending": pending,
         "due": DUE_REMINDERS,
         "sent": sent[-1],
-        "added_pending": added,
         **_summary(seconds),
     }
 

@@ -34,6 +34,7 @@ from pro_measures.instruments import INSTRUMENTS
 from pro_measures.invitations import token_hash
 from pro_measures.models import Invitation, InvitationStatus, Response
 from pro_measures.patient_forms import NO, YES
+from tests.conftest import RUNTIME_ROLE
 from tests.factories import pdf_upload
 from tests.lesions.conftest import measurement
 from tests.participants.test_visit_views import enrol
@@ -183,7 +184,8 @@ def test_250_users_for_60_seconds_lose_nothing(trial_population, tmp_path):
     env = bench_environment(
         connection.settings_dict["NAME"],
         DJANGO_SETTINGS_MODULE="trial.settings",
-        DATABASE_URL=database_url(connection.settings_dict),
+        # As the site connects: the runtime role this test run made (tests/conftest.py).
+        DATABASE_URL=database_url({**connection.settings_dict, "USER": RUNTIME_ROLE}),
         SECRET_KEY=settings.SECRET_KEY,  # the sessions were signed with it
         REDIS_URL=settings.REDIS_URL,
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
