@@ -127,13 +127,19 @@ class LesionChangeForm(ReasonForChangeMixin, LesionForm):
         self.fields["resolved_on"].help_text = gettext_lazy(
             "When the lesion is no longer seen. It stays in the registry and its history is kept."
         )
+        # The version the form was opened at (trial.concurrency): a later save by someone else
+        # is a conflict, not an overwrite.
+        self.fields["row_version"] = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
     def changed_values(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in self.changed_data if name != "reason"}
+        return {name: self.cleaned_data[name] for name in self.changed_data if name in self.field_names}
 
 
 def lesion_initial(lesion: Lesion) -> dict[str, Any]:
-    return {name: getattr(lesion, name) for name in LesionChangeForm.field_names}
+    return {
+        **{name: getattr(lesion, name) for name in LesionChangeForm.field_names},
+        "row_version": lesion.row_version,
+    }
 
 
 # --- The visit table: one form per lesion -----------------------------------------------------

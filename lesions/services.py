@@ -31,7 +31,7 @@ from participants.models import (
 from participants.visits import site_today, visit_records_changed
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
-from trial.concurrency import save_if_unchanged
+from trial.concurrency import EditConflict, save_if_unchanged
 from trial.locks import require_unlocked
 from trial.models import User
 from trial.protocol import PROTOCOL, Form
@@ -95,21 +95,37 @@ def lesion_add(*, actor: User | None, participant: Participant, **values: Any) -
 
 
 @transaction.atomic
-def lesion_update(*, actor: User | None, lesion: Lesion, data: dict[str, Any], reason: str) -> Lesion:
-    """Correct a lesion or record that it resolved (it stays in the registry with the date)."""
+def lesion_update(
+    *,
+    actor: User | None,
+    lesion: Lesion,
+    data: dict[str, Any],
+    reason: str,
+    expected_version: int | None = None,
+) -> Lesion:
+    """Correct a lesion or record that it resolved (it stays in the registry with the date).
+    `expected_version` is the row version the user opened (by default that of `lesion` as the
+    caller loaded it): a save by someone else since then raises `EditConflict`
+    (trial.concurrency) and nothing is written."""
+    if expected_version is None:
+        expected_version = lesion.row_version
     require_site_permission(actor, "lesions.change_lesion", lesion.participant.site)
     require_unlocked(participant=lesion.participant)
     reason = reason_required(reason)
     unknown = set(data) - set(LESION_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown lesion fields: %(f)s") % {"f": ", ".join(sorted(unknown))})
-    locked = Lesion.objects.select_for_update().get(pk=lesion.pk)
-    for name, value in data.items():
-        setattr(locked, name, value)
-    locked.full_clean()
-    with audit_context(reason=reason, **actor_metadata(actor)):
-        locked.save()
-    return locked
+    current = Lesion.objects.get(pk=lesion.pk)
+    if current.row_version != expected_version:
+        raise EditConflict()
+    changed = [name for name, value in data.items() if getattr(current, name) != value]
+    for name in changed:
+        setattr(current, name, data[name])
+    current.full_clean()
+    if changed:
+        with audit_context(reason=reason, **actor_metadata(actor)):
+            save_if_unchanged(current, expected_version=expected_version, fields=changed)
+    return current
 
 
 # --- Measurements and injections at a visit ---------------------------------------------------

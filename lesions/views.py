@@ -38,6 +38,7 @@ from lesions.models import Injection, Lesion, UltrasoundMeasurement
 from lesions.outcomes import participant_outcome
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
 from participants.visits import site_today
+from trial.concurrency import CONFLICT_MESSAGE, EditConflict, conflict_rows, with_current_version
 from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force, lock_message
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 
@@ -141,6 +142,7 @@ class LesionCreateView(ParticipantPageMixin, ReadOnlyWhenLockedMixin, FormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(
             participant=self.participant,
+            conflicts=[],
             title=_("Add a lesion"),
             submit_label=_("Add lesion"),
             next=_safe_next(self.request, ""),
@@ -183,8 +185,14 @@ class LesionUpdateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, FormVie
             return redirect(self.lesion)
         try:
             lesion = services.lesion_update(
-                actor=self.request.user, lesion=self.lesion, data=changes, reason=form.cleaned_data["reason"]
+                actor=self.request.user,
+                lesion=self.lesion,
+                data=changes,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["row_version"],
             )
+        except EditConflict:
+            return self.conflict(form)
         except ValidationError as exc:
             _put_on_form(form, exc)
             return self.form_invalid(form)
@@ -198,7 +206,26 @@ class LesionUpdateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, FormVie
         messages.success(self.request, text)
         return redirect(lesion)
 
+    def conflict(self, form):
+        """Someone saved the lesion after this form was opened: the form again with the user's
+        input kept, the saved values behind it and the current version, and the message."""
+        yours = form.cleaned_data
+        current = Lesion.objects.select_related("participant__site").get(pk=self.lesion.pk)
+        self.lesion = current
+        again = LesionChangeForm(
+            data=with_current_version(self.request.POST, current.row_version),
+            initial=lesion_initial(current),
+            participant=current.participant,
+            today=site_today(current.participant.site),
+            lesion=current,
+        )
+        again.is_valid()
+        again.add_error(None, CONFLICT_MESSAGE)
+        conflicts = conflict_rows(again, saved=current, yours=yours, names=LesionChangeForm.field_names)
+        return self.render_to_response(self.get_context_data(form=again, conflicts=conflicts))
+
     def get_context_data(self, **kwargs):
+        kwargs.setdefault("conflicts", [])
         return super().get_context_data(
             participant=self.lesion.participant,
             lesion=self.lesion,
@@ -336,6 +363,10 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
                 actor=request.user, visit=self.visit, rows=rows, reason=table.reason
             )
         except ValidationError as exc:
+            # Against what is saved now: another save may have committed while this one waited
+            # for the visit, so the conflicts and the versions to save again come from a new read.
+            table = self.table(table.data)
+            table.is_valid()
             table.add_service_error(exc)
             table.show_conflicts()
             return self.render(table)

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -25,7 +25,7 @@ from participants.models import (
 from participants.visits import site_today, visit_records_changed
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
-from trial.concurrency import save_if_unchanged
+from trial.concurrency import EditConflict, save_if_unchanged
 from trial.locks import require_unlocked
 from trial.models import Site, User
 from trial.roles import Role, definition_for
@@ -191,20 +191,34 @@ def serious_adverse_event_notify(*, adverse_event_id: int) -> int:
 
 
 @transaction.atomic
-def ae_review_record(*, actor: User, visit: Visit, new_events: bool, reason: str = "") -> AEReview:
-    """Record the AE review of a visit; changing a saved answer needs a reason (21 CFR 11.10(e))."""
+def ae_review_record(
+    *, actor: User, visit: Visit, new_events: bool, reason: str = "", expected_version: int | None = None
+) -> AEReview:
+    """Record the AE review of a visit; changing a saved answer needs a reason (21 CFR 11.10(e)).
+
+    `expected_version` is the version of the saved review the user opened, None if there was none:
+    a review saved by someone else since then raises `EditConflict` and nothing is written."""
     require_site_permission(actor, "participants.add_aereview", visit.participant.site)
     require_unlocked(visit=visit)
-    with audit_context(reason="adverse event review recorded", **actor_metadata(actor)):
-        review, created = AEReview.objects.select_for_update().get_or_create(
-            visit=visit, defaults={"new_events": new_events, "reviewed_by": actor}
-        )
-    if not created and review.new_events != new_events:
+    review = AEReview.objects.filter(visit=visit).first()
+    if review is None and expected_version is None:
+        try:
+            with (
+                transaction.atomic(),
+                audit_context(reason="adverse event review recorded", **actor_metadata(actor)),
+            ):
+                review = AEReview.objects.create(visit=visit, new_events=new_events, reviewed_by=actor)
+        except IntegrityError:  # the other person's first review was committed a moment before
+            raise EditConflict() from None
+        visit_records_changed(visit.pk)
+        return review
+    if review is None or review.row_version != expected_version:
+        raise EditConflict()
+    if review.new_events != new_events:
         reason = reason_required(reason)
+        review.new_events, review.reviewed_by = new_events, actor
         with audit_context(reason=reason, **actor_metadata(actor)):
-            review.new_events = new_events
-            review.reviewed_by = actor
-            review.save()
+            save_if_unchanged(review, expected_version=expected_version, fields=["new_events", "reviewed_by"])
     visit_records_changed(visit.pk)
     return review
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from functools import cached_property
-from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
@@ -40,7 +39,7 @@ from participants.visit_forms import (
 )
 from participants.visit_views import ParticipantScopedMixin, ServiceFormView, VisitScopedMixin
 from participants.visits import site_today
-from trial.concurrency import CONFLICT_MESSAGE, EditConflict
+from trial.concurrency import CONFLICT_MESSAGE, EditConflict, conflict_rows, with_current_version
 from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force
 from trial.models import Site
 
@@ -108,24 +107,43 @@ class AEReviewView(VisitScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
     def get_initial(self):
         if self.review is None:
             return {}
-        return {"new_events": "yes" if self.review.new_events else "no"}
+        return {
+            "new_events": "yes" if self.review.new_events else "no",
+            "row_version": self.review.row_version,
+        }
 
     def get_context_data(self, **kwargs):
+        kwargs.setdefault("conflicts", [])
         return super().get_context_data(review=self.review, **kwargs)
 
     def call_service(self, form):
-        review = safety.ae_review_record(
-            actor=self.request.user,
-            visit=self.visit,
-            new_events=form.cleaned_data["new_events"],
-            reason=form.cleaned_data.get("reason", ""),
-        )
+        try:
+            review = safety.ae_review_record(
+                actor=self.request.user,
+                visit=self.visit,
+                new_events=form.cleaned_data["new_events"],
+                reason=form.cleaned_data.get("reason", ""),
+                expected_version=form.cleaned_data.get("row_version"),
+            )
+        except EditConflict:
+            return self.conflict(form)
         if review.new_events:
             messages.info(self.request, _("Review saved. Now record the adverse event."))
             url = reverse("participants:adverse-event-create", args=[self.participant.pk])
             return redirect(f"{url}?visit={self.visit.pk}")
         messages.success(self.request, _("Adverse event review saved: no new events."))
         return redirect(self.visit)
+
+    def conflict(self, form):
+        """Someone saved the review after this form was opened: the saved answer is shown, the
+        user's choice and reason are kept, and saving again (now a correction) is their choice."""
+        current = AEReview.objects.get(visit=self.visit)
+        self.review = current
+        again = AEReviewChangeForm(data=with_current_version(self.request.POST, current.row_version))
+        again.is_valid()
+        again.add_error(None, CONFLICT_MESSAGE)
+        conflicts = conflict_rows(again, saved=current, yours=form.cleaned_data, names=["new_events"])
+        return self.render_to_response(self.get_context_data(form=again, conflicts=conflicts))
 
 
 # --- Adverse events ---------------------------------------------------------------------------
@@ -184,32 +202,6 @@ class AdverseEventCreateView(ParticipantScopedMixin, ReadOnlyWhenLockedMixin, Se
         else:
             messages.success(self.request, _("Adverse event recorded."))
         return redirect(event.reported_at_visit or event)
-
-
-def _flat_choices(choices) -> dict:
-    flat = {}
-    for key, label in choices:
-        if isinstance(label, (list, tuple)):
-            flat.update(_flat_choices(label))
-        else:
-            flat[key] = label
-    return flat
-
-
-def shown(form, name: str, value: Any) -> str:
-    """A value as the form offers it, for the 'someone else saved' comparison."""
-    if isinstance(value, (list, tuple)):
-        return ", ".join(shown(form, name, v) for v in value) or "—"
-    if isinstance(value, Visit):
-        return value.code
-    if isinstance(value, bool):
-        return _("Yes") if value else _("No")
-    if value in (None, ""):
-        return "—"
-    choices = getattr(form.fields[name], "choices", None)
-    if choices is not None and not isinstance(value, Visit):
-        return str(_flat_choices(choices).get(value, value))
-    return str(value)
 
 
 class AdverseEventUpdateView(ParticipantScopedMixin, ReadOnlyWhenLockedMixin, ServiceFormView):
@@ -278,21 +270,12 @@ class AdverseEventUpdateView(ParticipantScopedMixin, ReadOnlyWhenLockedMixin, Se
         """Someone saved after this form was opened: show their values next to the user's, keep
         the user's input, and take the current version so that saving again is a choice."""
         current = self.event_queryset().get(pk=self.event.pk)
-        yours = form.cleaned_data
-        data = self.request.POST.copy()
-        data["row_version"] = str(current.row_version)
-        again = self.form_for(current, data=data)
+        again = self.form_for(current, data=with_current_version(self.request.POST, current.row_version))
         again.is_valid()
         again.add_error(None, CONFLICT_MESSAGE)
-        conflicts = [
-            {
-                "label": again.fields[name].label,
-                "saved": shown(again, name, getattr(current, name)),
-                "yours": shown(again, name, yours.get(name)),
-            }
-            for name in AdverseEventForm._meta.fields
-            if shown(again, name, getattr(current, name)) != shown(again, name, yours.get(name))
-        ]
+        conflicts = conflict_rows(
+            again, saved=current, yours=form.cleaned_data, names=AdverseEventForm._meta.fields
+        )
         return self.render_to_response(self.get_context_data(form=again, conflicts=conflicts))
 
 

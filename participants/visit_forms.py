@@ -122,6 +122,8 @@ class AEReviewForm(forms.Form):
         widget=forms.RadioSelect,
         help_text=_("Ask the participant; 'Yes' opens the adverse event form for this visit."),
     )
+    # The version of the saved review the form was opened at; empty when there was none yet.
+    row_version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
 
 
 class AEReviewChangeForm(AEReviewForm):

@@ -8,8 +8,11 @@ kept, so they can compare and save again.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 
 CONFLICT_MESSAGE = _(
@@ -37,3 +40,48 @@ def save_if_unchanged(instance: models.Model, *, expected_version: int, fields: 
     if updated != 1:
         raise EditConflict()
     instance.row_version = expected_version + 1
+
+
+def with_current_version(data: QueryDict, version: int, field: str = "row_version") -> QueryDict:
+    """The user's posted input with the record's version as it is now: after a conflict the page
+    keeps what they typed, and saving again (after seeing the current values) is their choice."""
+    data = data.copy()
+    data[field] = str(version)
+    return data
+
+
+def _flat_choices(choices) -> dict:
+    flat = {}
+    for key, label in choices:
+        if isinstance(label, (list, tuple)):
+            flat.update(_flat_choices(label))
+        else:
+            flat[key] = label
+    return flat
+
+
+def shown(form, name: str, value: Any) -> str:
+    """A value as the form offers it, for the 'someone else saved' comparison."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(shown(form, name, v) for v in value) or "—"
+    if isinstance(value, models.Model):
+        return str(getattr(value, "code", None) or value)
+    if isinstance(value, bool):
+        return str(_("Yes") if value else _("No"))
+    if value in (None, ""):
+        return "—"
+    choices = getattr(form.fields[name], "choices", None)
+    if choices is not None:
+        return str(_flat_choices(choices).get(value, value))
+    return str(value)
+
+
+def conflict_rows(form, *, saved: models.Model, yours: dict, names) -> list[dict[str, str]]:
+    """The fields where what is saved now differs from the user's entry, for the conflict table
+    (templates/trial/conflicts_table.html)."""
+    rows = []
+    for name in names:
+        now, entered = shown(form, name, getattr(saved, name)), shown(form, name, yours.get(name))
+        if now != entered:
+            rows.append({"label": str(form.fields[name].label), "saved": now, "yours": entered})
+    return rows

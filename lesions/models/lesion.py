@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from participants.models import Participant
 from trial.audit import audited
+from trial.concurrency import row_version_field
 
 
 class AnatomicalSite(models.TextChoices):
@@ -75,6 +76,8 @@ class Lesion(models.Model):
     is_target = models.BooleanField(_("target lesion"), default=False)
     first_seen_on = models.DateField(_("date first seen"))
     resolved_on = models.DateField(_("date resolved"), null=True, blank=True)
+    # Two people correcting the same lesion: the second is told, never overwrites (trial.concurrency).
+    row_version = row_version_field()
 
     objects = LesionQuerySet.as_manager()
 

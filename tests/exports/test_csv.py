@@ -75,6 +75,7 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_neutralised(
         lesion=lesion,
         data={"site_detail": '=HYPERLINK("http://x.test","y")'},
         reason="detail",
+        expected_version=lesion.row_version,
     )
     job = run_export(monitor, "csv_wide", form="LESION")
     text = job_bytes(job).decode("utf-8-sig")
@@ -90,7 +91,11 @@ def test_audit_trail_shows_old_and_new_value_who_and_why(study_data, monitor, co
 
     lesion = Lesion.objects.get(label="L2")
     services.lesion_update(
-        actor=coordinator, lesion=lesion, data={"laterality": "right"}, reason="side mistyped"
+        actor=coordinator,
+        lesion=lesion,
+        data={"laterality": "right"},
+        reason="side mistyped",
+        expected_version=lesion.row_version,
     )
     rows = job_rows(run_export(monitor, "audit_trail", study_id=study_data.study_id))
     change = next(

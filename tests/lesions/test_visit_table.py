@@ -260,7 +260,11 @@ def test_a_resolved_lesion_is_no_longer_measured(lesions, participant, coordinat
     from lesions.services import lesion_update
 
     lesion_update(
-        actor=coordinator, lesion=lesions[1], data={"resolved_on": dt.date(2026, 10, 1)}, reason="healed"
+        actor=coordinator,
+        lesion=lesions[1],
+        data={"resolved_on": dt.date(2026, 10, 1)},
+        reason="healed",
+        expected_version=lesions[1].row_version,
     )
     with pytest.raises(ValidationError, match="no longer measured"):
         visit_lesions_save(

@@ -763,13 +763,15 @@ def test_changing_a_saved_ae_review_needs_a_reason(baseline, coordinator, signed
     client = signed_in(coordinator)
     url = reverse("participants:visit-ae-review", args=[baseline.pk])
     assert "Reason for change" in client.get(url).content.decode()
-    response = client.post(url, {"new_events": "yes", "reason": ""})
+    response = client.post(url, {"new_events": "yes", "reason": "", "row_version": "1"})
     assert (
         response.status_code == 200
         and "Give a reason for changing a saved record" in response.content.decode()
     )
     assert AEReview.objects.get(visit=baseline).new_events is False
-    response = client.post(url, {"new_events": "yes", "reason": "participant remembered a reaction"})
+    response = client.post(
+        url, {"new_events": "yes", "reason": "participant remembered a reaction", "row_version": "1"}
+    )
     assert response.status_code == 302
     assert AEReview.objects.get(visit=baseline).new_events is True
 
