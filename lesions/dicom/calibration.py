@@ -74,7 +74,14 @@ def region_dict(index: int, item) -> dict:
 
     def number(keyword, cast=float):
         value = item.get(keyword)
-        return None if value is None or value == "" else cast(value)
+        if value is None or value == "":
+            return None
+        result = cast(value)
+        # NaN or infinity calibrates nothing, and PostgreSQL's jsonb cannot store it: the region
+        # counts as malformed (found by tests/reliability/test_fuzz_dicom.py).
+        if not math.isfinite(result):
+            raise ValueError(f"{keyword} is not a finite number")
+        return result
 
     spatial = number("RegionSpatialFormat", int)
     data_type = number("RegionDataType", int)

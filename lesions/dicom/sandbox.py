@@ -163,6 +163,10 @@ def process(raw: Path, out_dir: Path, *, key: bytes, pseudonym: str, max_frames:
             facts.setdefault("warnings", []).append(
                 f"Only the first {len(frames)} of {facts['frame_count']} frames are shown."
             )
+    try:  # what is printed for the task must be valid JSON for PostgreSQL's jsonb (no NaN)
+        json.dumps(facts, allow_nan=False)
+    except ValueError:
+        return {"accepted": False, "reason": "The file holds numbers that are not finite (NaN or infinity)."}
     try:
         deidentify.deidentify(ds, key=key, pseudonym=pseudonym)
         ds.save_as(out_dir / DEIDENTIFIED_NAME, enforce_file_format=True)
