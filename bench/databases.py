@@ -100,6 +100,9 @@ def prepared_database(size: int, seed: int, *, log: Path) -> str:
     _manage(name, "db_runtime_role", "--role", RUNTIME_ROLE, log=log)
     if comment != marker:
         _manage(name, "seed_demo", *options, log=log)
+        # Fresh planner statistics after the bulk load (a seed_demo that predates its own ANALYZE
+        # left the dashboard's plans over a minute long; bench/results/profiling.md).
+        _manage(name, "dbshell", "--", "-c", "ANALYZE", log=log)
         _execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(marker)))
     return name
 

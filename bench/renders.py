@@ -109,8 +109,9 @@ def reminder_tick(*, runs: int = 5) -> dict:
     }
 
 
-def export(kind: str, email: str) -> dict:
-    """One export in a child process: its time and its peak resident memory."""
+def export(kind: str, email: str, *, timeout_s: float) -> dict:
+    """One export in a child process: its time and its peak resident memory. An export still
+    running after `timeout_s` is stopped and reported as timed out (with its memory so far)."""
     with tempfile.TemporaryFile() as out:
         process = subprocess.Popen(  # noqa: S603 - fixed argv: our interpreter and module
             [sys.executable, "-m", "bench.export_job", kind, email],
@@ -119,11 +120,22 @@ def export(kind: str, email: str) -> dict:
             stdout=out,
         )
         started = time.perf_counter()
-        _pid, status, usage = os.wait4(process.pid, 0)
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - started > timeout_s and not timed_out:
+                timed_out = True
+                process.terminate()
+            time.sleep(0.2)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         lines = out.read().decode().strip().splitlines()
-    result = json.loads(lines[-1]) if process.returncode == 0 and lines else {"status": "crashed"}
+    if timed_out:
+        result = {"kind": kind, "status": f"timed out after {timeout_s:.0f} s", "seconds": round(wall, 2)}
+    else:
+        result = json.loads(lines[-1]) if process.returncode == 0 and lines else {"status": "crashed"}
     # ru_maxrss is in KiB on Linux.
     return {**result, "process_seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
