@@ -159,7 +159,10 @@ class AdverseEventListView(ParticipantScopedMixin, TemplateView):
             "-reported_at", "-id"
         )
         return super().get_context_data(
-            events=list(events), can_add=user.has_perm("participants.add_adverseevent"), **kwargs
+            events=list(events),
+            can_add=user.has_perm("participants.add_adverseevent")
+            and lock_in_force(participant=self.participant) is None,
+            **kwargs,
         )
 
 
@@ -320,7 +323,8 @@ class DeviationListView(PermissionRequiredMixin, TemplateView):
             page=page,
             deviations=list(page),
             scope=request.site,
-            can_add=request.user.has_perm("participants.add_protocoldeviation"),
+            can_add=request.user.has_perm("participants.add_protocoldeviation")
+            and lock_in_force() is None,  # only a study lock covers the whole list
             **kwargs,
         )
 

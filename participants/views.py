@@ -60,7 +60,7 @@ from participants.models import (
     ScreeningOutcome,
     Sex,
 )
-from trial.locks import ReadOnlyWhenLockedMixin
+from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force
 from trial.models import Site
 from trial.protocol import PROTOCOL, EligibilityResult, Outcome
 from trial.sites import sites_for
@@ -422,6 +422,8 @@ class ScreeningDetailView(ScreeningPageMixin, TemplateView):
         in_force = services.consent_in_force(screening)
         enrolled = participant is not None
         show_identifying = can_see_identifying(user)
+        # Locked data are read-only: no edit buttons (the edit pages would only show the banner).
+        unlocked = lock_in_force(screening=screening) is None
         return super().get_context_data(
             assessment=assessment,
             participant=participant,
@@ -431,18 +433,23 @@ class ScreeningDetailView(ScreeningPageMixin, TemplateView):
             show_identifying=show_identifying,
             outcome_badge=Badge(screening.get_outcome_display(), OUTCOME_BADGES[screening.outcome]),
             site_zone=screening.site.time_zone,
-            can_edit_screening=user.has_perm("participants.change_screening") and not enrolled,
-            can_edit_checklist=user.has_perm("participants.change_eligibilityassessment") and not enrolled,
+            can_edit_screening=user.has_perm("participants.change_screening") and not enrolled and unlocked,
+            can_edit_checklist=user.has_perm("participants.change_eligibilityassessment")
+            and not enrolled
+            and unlocked,
             can_confirm=user.has_perm("participants.confirm_eligibility")
             and assessment.status == EligibilityStatus.ELIGIBLE
             and not assessment.is_confirmed,
-            can_consent=user.has_perm("participants.add_consentrecord"),
+            can_consent=user.has_perm("participants.add_consentrecord") and unlocked,
             can_enrol=user.has_perm("participants.enroll_participant")
+            and unlocked
             and not enrolled
             and screening.outcome == ScreeningOutcome.ELIGIBLE,
             can_decline=user.has_perm("participants.change_screening")
+            and unlocked
             and screening.outcome == ScreeningOutcome.ELIGIBLE,
             can_undo_decline=user.has_perm("participants.change_screening")
+            and unlocked
             and screening.outcome == ScreeningOutcome.DECLINED,
             **eligibility_panel_context(assessment.assess(), user=user, saved=True),
             **kwargs,
@@ -835,6 +842,7 @@ class ParticipantDetailView(ParticipantPageMixin, TemplateView):
         on_study = participant.status == ParticipantStatus.ON_STUDY
         consent = services.consent_in_force(screening)
         show_identifying = can_see_identifying(user)
+        unlocked = lock_in_force(participant=participant) is None
         return super().get_context_data(
             screening=screening,
             consent=consent,
@@ -843,9 +851,9 @@ class ParticipantDetailView(ParticipantPageMixin, TemplateView):
             status_badge=Badge(participant.get_status_display(), PARTICIPANT_BADGES[participant.status]),
             email=(participant.email or "—") if show_identifying else _("hidden"),
             show_identifying=show_identifying,
-            can_reconsent=user.has_perm("participants.add_consentrecord") and on_study,
-            can_withdraw=user.has_perm("participants.add_consentwithdrawal"),
-            can_end=user.has_perm("participants.change_participant") and on_study,
+            can_reconsent=user.has_perm("participants.add_consentrecord") and on_study and unlocked,
+            can_withdraw=user.has_perm("participants.add_consentwithdrawal") and unlocked,
+            can_end=user.has_perm("participants.change_participant") and on_study and unlocked,
             **kwargs,
         )
 

@@ -35,6 +35,7 @@ from participants.visit_views import (
 from pro_measures.instruments import INSTRUMENTS
 from pro_measures.models import Invitation, InvitationStatus, Score
 from pro_measures.staff_views import score_text
+from trial.locks import lock_in_force
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 
 # --- Lesion size: change from baseline --------------------------------------------------------------
@@ -329,7 +330,8 @@ class ParticipantTimelineView(ParticipantScopedMixin, TemplateView):
             total_rows=total_rows,
             targets_flagged=any(t.is_target for t in outcome.lesions),
             can_add_visit=user.has_perm("participants.change_visit")
-            and participant.status == ParticipantStatus.ON_STUDY,
+            and participant.status == ParticipantStatus.ON_STUDY
+            and lock_in_force(participant=participant) is None,
             can_view_adverse_events=user.has_perm("participants.view_adverseevent"),
             can_view_questionnaires=can_view_questionnaires,
             can_view_scores=can_view_scores,

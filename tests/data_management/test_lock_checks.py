@@ -422,3 +422,25 @@ def test_a_patient_answering_a_locked_questionnaire_is_told_plainly_and_nothing_
     assert "Your answers cannot be changed at the moment" in text
     assert "Dana" not in text and WHY not in text  # no staff names or reasons on a patient page
     assert not QuestionnaireResponse.objects.filter(invitation=invitation).exists()
+
+
+def test_list_and_record_pages_of_a_locked_participant_offer_no_add_or_edit_buttons(
+    visit_data, participant, coordinator, data_manager, client
+):
+    sign_in(client, coordinator)
+    pages = {
+        "timeline": (reverse("participant-timeline", args=[participant.pk]), "Add an unscheduled visit"),
+        "adverse events": (
+            reverse("participants:adverse-event-list", args=[participant.pk]),
+            "Report an adverse event",
+        ),
+        "participant": (
+            reverse("participants:participant-detail", args=[participant.pk]),
+            reverse("participants:consent-withdraw", args=[participant.pk]),
+        ),
+    }
+    for name, (url, action) in pages.items():
+        assert action in client.get(url).content.decode(), name
+    locking.lock_create(actor=data_manager, participant=participant, reason=WHY)
+    for name, (url, action) in pages.items():
+        assert action not in client.get(url).content.decode(), name
