@@ -21,7 +21,7 @@ from django.utils import timezone
 from bench.environment import PROJECT_DIR
 from bench.traffic import percentile
 
-DUE_REMINDERS = 50  # one claim batch (pro_measures.reminders.BATCH_SIZE) due at the tick
+DUE_REMINDERS = 50  # due at the tick: five claim batches of pro_measures.reminders.BATCH_SIZE (10)
 
 
 def _summary(seconds: list[float]) -> dict:
