@@ -59,8 +59,11 @@ migrate: preflight
 	$(AS_OWNER) $(PY) manage.py migrate --no-input
 	$(AS_OWNER) $(PY) manage.py db_runtime_role
 
+# The demo site and users, plus a synthetic cohort (sites 02 and 03, 40 participants with visits,
+# measurements, questionnaires, AEs, queries) so dashboards and exports have data to show.
+DEMO_PARTICIPANTS ?= 40
 demo: migrate
-	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo --participants $(DEMO_PARTICIPANTS) --seed 1 --if-absent
 
 # The benchmark of issue #9 (bench/): gunicorn on loopback at each size, targets checked, results in
 # bench/results/. `make bench BENCH_SIZES=200` is a quick run; 10,000 participants take a while.

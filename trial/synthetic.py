@@ -800,9 +800,7 @@ class SyntheticTrial:
         started = time.monotonic()
         staff = _staff()
         self.document = ConsentDocument.objects.order_by("effective_from", "pk").first()
-        if Screening.objects.filter(
-            medical_record_number__startswith=f"{RECORD_NUMBER_PREFIX}-{self.seed}-"
-        ).exists():
+        if synthetic_seeded(self.seed):
             raise ValueError(
                 f"This database already has synthetic data of seed {self.seed}; use another seed or a fresh database."
             )
@@ -826,6 +824,13 @@ class SyntheticTrial:
             cursor.execute("ANALYZE")
         self.result.seconds = time.monotonic() - started
         return self.result
+
+
+def synthetic_seeded(seed: int) -> bool:
+    """Does this database already hold the synthetic data of `seed`?"""
+    return Screening.objects.filter(
+        medical_record_number__startswith=f"{RECORD_NUMBER_PREFIX}-{seed}-"
+    ).exists()
 
 
 def synthetic_seed(

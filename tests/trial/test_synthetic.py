@@ -185,3 +185,8 @@ def test_seed_demo_without_participants_is_unchanged_and_with_them_reports_count
     with pytest.raises(CommandError, match="already has synthetic data of seed 8"):
         call_command("seed_demo", participants=3, seed=8, base_date=BASE, stdout=io.StringIO())
     assert Participant.objects.count() == 4
+    # `make demo` runs again: with --if-absent the same seed adds nothing and is no error.
+    out = io.StringIO()
+    call_command("seed_demo", participants=3, seed=8, base_date=BASE, if_absent=True, stdout=out)
+    assert "Synthetic data of seed 8 is already here: nothing added." in out.getvalue()
+    assert Participant.objects.count() == 4

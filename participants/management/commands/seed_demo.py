@@ -55,6 +55,12 @@ class Command(BaseCommand):
             help="Add this many more pending reminder rows (repeat reminders of open questionnaires), "
             "due over the 30 days after the base date, none due yet: for the reminder tick benchmark.",
         )
+        parser.add_argument(
+            "--if-absent",
+            action="store_true",
+            help="Add the synthetic participants only if this seed's are not here yet (so `make demo` "
+            "can run again); without it a second run of one seed is refused.",
+        )
 
     def handle(self, *args, **options):
         participants = options["participants"]
@@ -77,7 +83,11 @@ class Command(BaseCommand):
             self._synthetic(participants, options)
 
     def _synthetic(self, participants: int, options) -> None:
-        from trial.synthetic import synthetic_seed  # the read side: imports every app
+        from trial.synthetic import synthetic_seed, synthetic_seeded  # the read side: imports every app
+
+        if options["if_absent"] and synthetic_seeded(options["seed"]):
+            self.stdout.write(f"Synthetic data of seed {options['seed']} is already here: nothing added.")
+            return
 
         base_date = options["base_date"] or timezone.now().date()
         try:
