@@ -13,17 +13,18 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import groupby
 
 import pygal
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models import Case, Count, DateField, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 
 from lesions.models import UltrasoundMeasurement
-from lesions.outcomes import ParticipantOutcome, outcome_from_measurements
+from lesions.outcomes import Change
 from participants.models import (
     AdverseEvent,
     AEReview,
@@ -33,13 +34,13 @@ from participants.models import (
     Relatedness,
     Screening,
     Visit,
-    VisitState,
     VisitStatus,
 )
 from participants.visits import site_today
 from pro_measures.models import Invitation, InvitationStatus, Score
 from trial.audit import event_model_for
 from trial.data_management.models import Query
+from trial.models import Site
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 from trial.reports.charts import STYLE, Series, lesion_trend_svg
 
@@ -79,24 +80,30 @@ class Funnel:
 
 
 def enrolment_funnel(screenings) -> tuple[Funnel, list[Funnel]]:
-    """The funnel over all the screenings given, and one per site. One query."""
+    """The funnel over all the screenings given, and one per site: counted in the database, one row
+    per site. One query."""
+    enrolled = Q(participant__status__isnull=False)
     rows = (
         screenings.annotate(has_consent=Exists(ConsentRecord.objects.filter(screening_id=OuterRef("pk"))))
-        .values_list("site__code", "eligibility__status", "has_consent", "participant__status")
-        .order_by()
+        .values("site__code")
+        .annotate(
+            screened=Count("pk"),
+            eligible=Count("pk", filter=Q(eligibility__status=EligibilityStatus.ELIGIBLE)),
+            consented=Count("pk", filter=Q(has_consent=True)),
+            enrolled=Count("pk", filter=enrolled),
+            completed=Count("pk", filter=Q(participant__status=ParticipantStatus.COMPLETED)),
+            withdrawn=Count("pk", filter=Q(participant__status=ParticipantStatus.WITHDRAWN)),
+        )
+        .order_by("site__code")
     )
     total = Funnel(_("All sites shown"))
-    per_site: dict[str, Funnel] = {}
-    for site_code, eligibility, has_consent, participant_status in rows:
-        site = per_site.setdefault(site_code, Funnel(site_code))
-        for funnel in (total, site):
-            funnel.screened += 1
-            funnel.eligible += eligibility == EligibilityStatus.ELIGIBLE
-            funnel.consented += bool(has_consent)
-            funnel.enrolled += participant_status is not None
-            funnel.completed += participant_status == ParticipantStatus.COMPLETED
-            funnel.withdrawn += participant_status == ParticipantStatus.WITHDRAWN
-    return total, [per_site[code] for code in sorted(per_site)]
+    per_site = []
+    for row in rows:
+        site = Funnel(row.pop("site__code"), **row)
+        per_site.append(site)
+        for stage, n in row.items():
+            setattr(total, stage, getattr(total, stage) + n)
+    return total, per_site
 
 
 # --- Visit compliance -------------------------------------------------------------------------------
@@ -133,45 +140,78 @@ class OverdueVisit:
     visit_id: int
 
 
-def visit_compliance(visits: list[Visit]) -> tuple[Compliance, list[Compliance], list[OverdueVisit]]:
+# The dashboard lists this many overdue visits, longest overdue first; the today list has them all.
+OVERDUE_LIST_MAX = 50
+
+
+def _site_today(today_by_site: dict[int, dt.date]) -> Case:
+    """Each visit's site's today (a SQL CASE over the sites in scope, dates computed here)."""
+    return Case(
+        *[When(participant__site_id=pk, then=Value(day)) for pk, day in today_by_site.items()],
+        output_field=DateField(),
+    )
+
+
+def visit_compliance(
+    visits, *, today_by_site: dict[int, dt.date]
+) -> tuple[Compliance, list[Compliance], int, list[OverdueVisit]]:
     """Completed in window, completed late (after the window closed), missed, and overdue
-    (planned, window closed, not done, participant still on study) on each site's today.
-    Scheduled visits only; `visits` come with participant and site loaded."""
+    (planned, window closed, not done, participant still on study - a withdrawn or completed
+    participant's remaining visits are not owed) on each site's today, counted in the database
+    per site; and the `OVERDUE_LIST_MAX` longest overdue visits. Scheduled visits only, as
+    `Visit.state_on`. Two queries."""
+    visits = visits.alias(site_today=_site_today(today_by_site))
+    completed = Q(status=VisitStatus.COMPLETED)
+    overdue = Q(
+        status=VisitStatus.PLANNED,
+        window_closes__lt=F("site_today"),
+        participant__status=ParticipantStatus.ON_STUDY,
+    )
+    rows = (
+        visits.values("participant__site__code")
+        .annotate(
+            in_window=Count("pk", filter=completed & Q(visit_date__lte=F("window_closes"))),
+            late=Count("pk", filter=completed & Q(visit_date__gt=F("window_closes"))),
+            missed=Count("pk", filter=Q(status=VisitStatus.MISSED)),
+            overdue=Count("pk", filter=overdue),
+        )
+        .order_by("participant__site__code")
+    )
     total = Compliance(_("All sites shown"))
-    per_site: dict[str, Compliance] = {}
-    overdue: list[OverdueVisit] = []
-    today_by_site: dict[int, dt.date] = {}
-    for visit in visits:
-        site = visit.participant.site
-        today = today_by_site.setdefault(site.pk, site_today(site))
-        counters = (total, per_site.setdefault(site.code, Compliance(site.code)))
-        state = visit.state_on(today)
-        if state == VisitState.COMPLETED:
-            attribute = "late" if visit.visit_date > visit.window_closes else "in_window"
-        elif state == VisitState.MISSED:
-            attribute = "missed"
-        elif state == VisitState.OVERDUE:
-            if visit.participant.status != ParticipantStatus.ON_STUDY:
-                continue  # a withdrawn or completed participant's remaining visits are not owed
-            attribute = "overdue"
-            overdue.append(
-                OverdueVisit(
-                    visit.participant.study_id,
-                    visit.participant_id,
-                    site.code,
-                    visit.code,
-                    visit.name,
-                    visit.window_closes,
-                    (today - visit.window_closes).days,
-                    visit.pk,
-                )
-            )
-        else:
-            continue
-        for counter in counters:
-            setattr(counter, attribute, getattr(counter, attribute) + 1)
-    overdue.sort(key=lambda row: (-row.days_overdue, row.study_id, row.visit_code))
-    return total, [per_site[code] for code in sorted(per_site)], overdue
+    per_site = []
+    for row in rows:
+        per_site.append(Compliance(row.pop("participant__site__code"), **row))
+        for attribute, n in row.items():
+            setattr(total, attribute, getattr(total, attribute) + n)
+    longest = (
+        visits.filter(overdue)
+        .annotate(overdue_for=F("site_today") - F("window_closes"))
+        .order_by("-overdue_for", "participant__study_id", "code")
+        .values_list(
+            "participant__study_id",
+            "participant_id",
+            "participant__site_id",
+            "participant__site__code",
+            "code",
+            "name",
+            "window_closes",
+            "pk",
+        )[:OVERDUE_LIST_MAX]
+    )
+    overdue_rows = [
+        OverdueVisit(
+            study_id,
+            participant_id,
+            site_code,
+            code,
+            name,
+            closes,
+            (today_by_site[site_id] - closes).days,
+            pk,
+        )
+        for study_id, participant_id, site_id, site_code, code, name, closes, pk in longest
+    ]
+    return total, per_site, total.overdue, overdue_rows
 
 
 # --- Primary outcome --------------------------------------------------------------------------------
@@ -201,42 +241,90 @@ def median(values: list[Decimal]) -> Decimal | None:
     return Decimal(statistics.median(values)).quantize(Decimal("0.1"))
 
 
-def primary_outcome(
-    measurements: list[UltrasoundMeasurement],
-) -> tuple[list[ParticipantChange], list[PooledChange]]:
+def _rows(queryset, sql: str):
+    """Run `sql`, in which `{rows}` stands for `queryset`'s own SQL (its filters, the user's
+    visibility among them, stay the ORM's), and yield its rows."""
+    inner, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql.replace("{rows}", inner), params)
+        while batch := cursor.fetchmany(2000):
+            yield from batch
+
+
+# Per participant and visit, the sums of longest diameters and of volumes over the lesions that
+# count, in the database (lesions.outcomes is the rule, for one participant, in Python): the
+# target lesions measured at the participant's first measured visit, or all lesions measured then
+# when none of them is a target. A visit's sum is NULL unless every counted lesion has a value then.
+_VISIT_SUMS = """
+WITH m (participant_id, lesion_id, is_target, sequence, code, diameter, volume) AS ({rows}),
+first AS (SELECT participant_id, min(sequence) AS sequence FROM m GROUP BY participant_id),
+at_baseline AS (SELECT m.participant_id, m.lesion_id, m.is_target FROM m JOIN first USING (participant_id, sequence)),
+counted AS (
+    SELECT b.participant_id, b.lesion_id FROM at_baseline b
+    WHERE b.is_target OR NOT EXISTS (
+        SELECT 1 FROM at_baseline t WHERE t.participant_id = b.participant_id AND t.is_target
+    )
+),
+n AS (SELECT participant_id, count(*) AS lesions FROM counted GROUP BY participant_id)
+SELECT m.participant_id, p.study_id, m.sequence, m.code,
+       CASE WHEN count(m.diameter) = n.lesions THEN sum(m.diameter) END,
+       CASE WHEN count(m.volume) = n.lesions THEN sum(m.volume) END
+FROM m
+JOIN counted USING (participant_id, lesion_id)
+JOIN n USING (participant_id)
+JOIN participants_participant p ON p.id = m.participant_id
+GROUP BY m.participant_id, p.study_id, m.sequence, m.code, n.lesions
+ORDER BY m.participant_id, m.sequence, m.code
+"""
+
+
+def participant_visit_sums(measurements):
+    """(participant id, study id, visit sequence, visit code, sum of longest diameters, sum of
+    volumes) per participant and visit with a counted lesion measured, ordered by participant and
+    visit; streamed. One query."""
+    return _rows(
+        measurements.order_by().values_list(
+            "lesion__participant_id",
+            "lesion_id",
+            "lesion__is_target",
+            "visit__sequence",
+            "visit__code",
+            "longest_diameter_mm",
+            "volume_mm3",
+        ),
+        _VISIT_SUMS,
+    )
+
+
+def primary_outcome(visit_sums) -> tuple[list[ParticipantChange], list[PooledChange]]:
     """Per participant: % change from baseline in the sum of longest diameters and of volumes at
     the last visit with a complete sum, and the best (lowest) % change in diameter after baseline.
-    Pooled per visit: median % change and n. Same rule as `lesions.outcomes` (no queries here)."""
-    by_participant: dict[int, list[UltrasoundMeasurement]] = defaultdict(list)
-    for row in measurements:
-        by_participant[row.lesion.participant_id].append(row)
+    Pooled per visit: median % change and n. Same rule as `lesions.outcomes`, from the sums of
+    `participant_visit_sums` (no queries here)."""
     per_participant = []
     pooled: dict[str, tuple[list[Decimal], list[Decimal]]] = {}
-    for rows in by_participant.values():
-        rows.sort(key=lambda m: (m.lesion.label, m.visit.sequence))
-        outcome: ParticipantOutcome = outcome_from_measurements(rows)
-        follow_up = [p for p in outcome.totals[1:] if p.sum_longest_diameter.percent is not None]
-        if not outcome.totals:
-            continue
-        for point in outcome.totals[1:]:
-            diameters, volumes = pooled.setdefault(point.visit_code, ([], []))
-            if point.sum_longest_diameter.percent is not None:
-                diameters.append(point.sum_longest_diameter.percent)
-            if point.sum_volume.percent is not None:
-                volumes.append(point.sum_volume.percent)
+    for (_participant_id, study_id), visits in groupby(visit_sums, key=lambda row: row[:2]):
+        totals = [(code, diameter, volume) for _p, _s, _sequence, code, diameter, volume in visits]
+        _code, base_diameter, base_volume = totals[0]
+        diameters = [(code, Change(diameter, base_diameter)) for code, diameter, _v in totals]
+        volumes = [Change(volume, base_volume) for _c, _d, volume in totals]
+        follow_up = [i for i in range(1, len(totals)) if diameters[i][1].percent is not None]
+        for (code, diameter), volume in zip(diameters[1:], volumes[1:], strict=True):
+            pooled_diameters, pooled_volumes = pooled.setdefault(code, ([], []))
+            if diameter.percent is not None:
+                pooled_diameters.append(diameter.percent)
+            if volume.percent is not None:
+                pooled_volumes.append(volume.percent)
         last = follow_up[-1] if follow_up else None
         per_participant.append(
             ParticipantChange(
-                study_id=rows[0].lesion.participant.study_id,
-                last_visit=last.visit_code if last else outcome.totals[0].visit_code,
-                diameter_percent=last.sum_longest_diameter.percent if last else None,
-                volume_percent=last.sum_volume.percent if last else None,
-                best_diameter_percent=min((p.sum_longest_diameter.percent for p in follow_up), default=None),
+                study_id=study_id,
+                last_visit=diameters[last if last is not None else 0][0],
+                diameter_percent=diameters[last][1].percent if last is not None else None,
+                volume_percent=volumes[last].percent if last is not None else None,
+                best_diameter_percent=min((diameters[i][1].percent for i in follow_up), default=None),
                 diameter_by_visit={
-                    p.visit_code: p.sum_longest_diameter.percent
-                    if p.sum_longest_diameter.value is not None
-                    else None
-                    for p in outcome.totals
+                    code: change.percent if change.value is not None else None for code, change in diameters
                 },
             )
         )
@@ -267,47 +355,60 @@ class ScoreTrajectory:
     points: list[ScorePoint]
 
 
+# Per score and visit: n, and the middle one or two values (in order) of the scores and of their
+# changes from the participant's baseline (the score at their first visit with it), whose mean is
+# the median: the database sorts, Python takes the same `median` as everywhere else.
+_SCORE_MEDIANS = """
+WITH s (name, participant_id, code, sequence, value) AS ({rows}),
+c AS (
+    SELECT name, code, sequence, value,
+           value - first_value(value) OVER (
+               PARTITION BY name, participant_id ORDER BY sequence, code, value
+           ) AS change
+    FROM s
+),
+r AS (
+    SELECT name, code, sequence, value, change,
+           row_number() OVER (PARTITION BY name, code ORDER BY value) AS value_rank,
+           row_number() OVER (PARTITION BY name, code ORDER BY change) AS change_rank,
+           count(*) OVER (PARTITION BY name, code) AS n
+    FROM c
+)
+SELECT name, code, max(sequence), n,
+       array_agg(value ORDER BY value_rank) FILTER (WHERE value_rank IN ((n + 1) / 2, (n + 2) / 2)),
+       array_agg(change ORDER BY change_rank) FILTER (WHERE change_rank IN ((n + 1) / 2, (n + 2) / 2))
+FROM r
+GROUP BY name, code, n
+"""
+
+
 def score_trajectories(scores) -> list[ScoreTrajectory]:
     """Per score and visit: median value and median change from the participant's baseline score
-    (the first visit with that score). One query."""
-    rows = scores.filter(
-        name__in=[name for name, _label in DASHBOARD_SCORES], value__isnull=False
-    ).values_list(
-        "name",
-        "response__invitation__participant_id",
-        "response__invitation__visit__code",
-        "response__invitation__visit__sequence",
-        "value",
-    )
-    by_participant: dict[tuple[str, int], list[tuple[int, str, Decimal]]] = defaultdict(list)
-    for name, participant_id, code, sequence, value in rows:
-        by_participant[(name, participant_id)].append((sequence, code, value))
-    values: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
-    changes: dict[str, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
-    sequence_of: dict[str, int] = {}
-    for (name, _participant), points in by_participant.items():
-        points.sort()
-        baseline = points[0][2]
-        for sequence, code, value in points:
-            sequence_of[code] = sequence
-            values[name][code].append(value)
-            changes[name][code].append(value - baseline)
-    trajectories = []
-    for name, label in DASHBOARD_SCORES:
-        codes = sorted(values[name], key=sequence_of.__getitem__)
-        trajectories.append(
-            ScoreTrajectory(
-                name,
-                str(label),
-                [
-                    ScorePoint(
-                        code, len(values[name][code]), median(values[name][code]), median(changes[name][code])
-                    )
-                    for code in codes
-                ],
-            )
+    (the first visit with that score), aggregated in the database. One query."""
+    rows = scores.filter(name__in=[name for name, _label in DASHBOARD_SCORES], value__isnull=False)
+    points: dict[str, list[tuple[int, ScorePoint]]] = defaultdict(list)
+    for name, code, sequence, n, values, changes in _rows(
+        rows.order_by().values_list(
+            "name",
+            "response__invitation__participant_id",
+            "response__invitation__visit__code",
+            "response__invitation__visit__sequence",
+            "value",
+        ),
+        _SCORE_MEDIANS,
+    ):
+        points[name].append((sequence, ScorePoint(code, n, median(values), median(changes))))
+    return [
+        ScoreTrajectory(
+            name,
+            str(label),
+            [
+                point
+                for _sequence, point in sorted(points[name], key=lambda item: (item[0], item[1].visit_code))
+            ],
         )
-    return trajectories
+        for name, label in DASHBOARD_SCORES
+    ]
 
 
 # --- Adverse events ---------------------------------------------------------------------------------
@@ -323,18 +424,22 @@ class AdverseEventSummary:
 
 
 def adverse_event_summary(events) -> AdverseEventSummary:
-    summary = AdverseEventSummary()
-    people = set()
-    for participant_id, grade, serious, related in events.values_list(
-        "participant_id", "grade", "serious", "related_to_sts"
-    ):
-        summary.total += 1
-        summary.by_grade[grade] += 1
-        summary.serious += serious
-        summary.related += related in RELATED
-        people.add(participant_id)
-    summary.participants = len(people)
-    return summary
+    """Counted in the database. One query."""
+    grades = range(1, 6)  # CTCAE grades 1-5
+    counts = events.aggregate(
+        total=Count("pk"),
+        serious=Count("pk", filter=Q(serious=True)),
+        related=Count("pk", filter=Q(related_to_sts__in=RELATED)),
+        participants=Count("participant_id", distinct=True),
+        **{f"grade_{grade}": Count("pk", filter=Q(grade=grade)) for grade in grades},
+    )
+    return AdverseEventSummary(
+        total=counts["total"],
+        by_grade={grade: counts[f"grade_{grade}"] for grade in grades},
+        serious=counts["serious"],
+        related=counts["related"],
+        participants=counts["participants"],
+    )
 
 
 # --- Data completeness ------------------------------------------------------------------------------
@@ -352,53 +457,56 @@ class Completeness:
         return self.expected - self.entered
 
 
-def with_entered_forms(visits):
-    """Annotate each visit with whether its AE review was recorded and how many of its
-    questionnaires were completed, in the visit list's own query."""
-    completed = (
+def form_completeness(visits) -> list[Completeness]:
+    """Forms expected at every completed visit whose definition lists them, against those entered:
+    ultrasound measurements (any lesion measured), questionnaires (one per instrument of the visit)
+    and the AE review. The database counts completed visits per visit type and what was entered
+    (a handful of rows); the protocol says which forms each type expects. One query."""
+    completed_questionnaires = (
         Invitation.objects.filter(visit_id=OuterRef("pk"), status=InvitationStatus.COMPLETED)
         .order_by()
         .values("visit_id")
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return visits.annotate(
-        has_ae_review=Exists(AEReview.objects.filter(visit_id=OuterRef("pk"))),
-        questionnaires_completed=Coalesce(Subquery(completed), 0),
+    rows = (
+        visits.filter(status=VisitStatus.COMPLETED)
+        .annotate(
+            measured=Exists(UltrasoundMeasurement.objects.filter(visit_id=OuterRef("pk"))),
+            reviewed=Exists(AEReview.objects.filter(visit_id=OuterRef("pk"))),
+            questionnaires=Coalesce(Subquery(completed_questionnaires), 0),
+        )
+        .values("definition_code", "measured", "reviewed", "questionnaires")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
-
-
-def form_completeness(visits: list[Visit], measured_visit_ids: set[int]) -> list[Completeness]:
-    """Forms expected at every completed visit whose definition lists them, against those entered:
-    ultrasound measurements (any lesion measured), questionnaires (one per instrument of the visit)
-    and the AE review. `visits` come from `with_entered_forms`."""
-    done = [v for v in visits if v.status == VisitStatus.COMPLETED]
-    measured = [v for v in done if Form.MEASUREMENTS in v.definition.forms]
-    reviewed = [v for v in done if Form.AE_REVIEW in v.definition.forms]
-    asked = [v for v in done if Form.PROS in v.definition.forms]
-    return [
-        Completeness(
-            Form.MEASUREMENTS,
-            str(FORM_LABELS[Form.MEASUREMENTS]),
-            len(measured),
-            sum(1 for v in measured if v.pk in measured_visit_ids),
-        ),
-        Completeness(
-            Form.PROS,
-            str(FORM_LABELS[Form.PROS]),
-            sum(len(v.definition.instruments) for v in asked),
-            sum(min(v.questionnaires_completed, len(v.definition.instruments)) for v in asked),
-        ),
-        Completeness(
-            Form.AE_REVIEW,
-            str(FORM_LABELS[Form.AE_REVIEW]),
-            len(reviewed),
-            sum(1 for v in reviewed if v.has_ae_review),
-        ),
-    ]
+    expected = dict.fromkeys((Form.MEASUREMENTS, Form.PROS, Form.AE_REVIEW), 0)
+    entered = dict(expected)
+    for row in rows:
+        definition, n = PROTOCOL.visit(row["definition_code"]), row["n"]
+        if Form.MEASUREMENTS in definition.forms:
+            expected[Form.MEASUREMENTS] += n
+            entered[Form.MEASUREMENTS] += n * row["measured"]
+        if Form.PROS in definition.forms:
+            asked = len(definition.instruments)
+            expected[Form.PROS] += n * asked
+            entered[Form.PROS] += n * min(row["questionnaires"], asked)
+        if Form.AE_REVIEW in definition.forms:
+            expected[Form.AE_REVIEW] += n
+            entered[Form.AE_REVIEW] += n * row["reviewed"]
+    return [Completeness(form, str(FORM_LABELS[form]), expected[form], entered[form]) for form in expected]
 
 
 # --- Charts -----------------------------------------------------------------------------------------
+
+
+# More bars than this are thinner than a pixel: the chart draws every k-th participant in rank
+# order (an even sample of the distribution, both extremes kept) and says so in its title.
+WATERFALL_MAX_BARS = 100
+# Beyond this many participants a legend is unreadable (and pygal lays it out in quadratic time:
+# minutes at 2,000 lines).
+LEGEND_MAX_SERIES = 20
+X_LABELS_MAX = 60
 
 
 def waterfall_svg(rows: list[ParticipantChange]) -> str:
@@ -406,32 +514,38 @@ def waterfall_svg(rows: list[ParticipantChange]) -> str:
     ranked = sorted(
         (r for r in rows if r.best_diameter_percent is not None), key=lambda r: -r.best_diameter_percent
     )
+    title = _("Best change from baseline in the sum of longest diameters (%)")
+    drawn = ranked
+    if len(ranked) > WATERFALL_MAX_BARS:
+        step = -(-len(ranked) // WATERFALL_MAX_BARS)
+        drawn = ranked[::step]
+        if drawn[-1] is not ranked[-1]:
+            drawn.append(ranked[-1])  # the largest decrease too
+        title = _("%(title)s: %(drawn)s of %(total)s participants, evenly sampled in rank order") % {
+            "title": title,
+            "drawn": len(drawn),
+            "total": len(ranked),
+        }
     chart = pygal.Bar(
         style=STYLE,
         width=720,
         height=300,
-        title=_("Best change from baseline in the sum of longest diameters (%)"),
+        title=title,
         y_title="%",
-        x_labels=[r.study_id for r in ranked],
-        show_x_labels=len(ranked) <= X_LABELS_MAX,
+        x_labels=[r.study_id for r in drawn],
+        show_x_labels=len(drawn) <= X_LABELS_MAX,
         x_label_rotation=45,
         show_legend=False,
         js=[],
         disable_xml_declaration=True,
         no_data_text=_("No follow-up measurements"),
     )
-    chart.add(_("Best % change"), [float(r.best_diameter_percent) for r in ranked])
+    chart.add(_("Best % change"), [float(r.best_diameter_percent) for r in drawn])
     return chart.render(is_unicode=True)
 
 
-# Beyond this many participants a legend is unreadable (and pygal lays it out in quadratic time:
-# minutes at 2,000 lines); the table beside the chart names every participant.
-LEGEND_MAX_SERIES = 20
-X_LABELS_MAX = 60
-
-
 # More lines than this are one grey mass: the chart draws an even sample (every k-th participant
-# by study id) and says so; the table beside it lists everyone.
+# by study id) and says so.
 SPAGHETTI_MAX_LINES = 100
 
 
@@ -452,6 +566,7 @@ def spaghetti_svg(rows: list[ParticipantChange]) -> str:
         x_labels=codes,
         series=[Series(r.study_id, [_float(r.diameter_by_visit.get(code)) for code in codes]) for r in drawn],
         show_legend=len(drawn) <= LEGEND_MAX_SERIES,
+        show_dots=len(drawn) <= LEGEND_MAX_SERIES,
     )
 
 
@@ -498,6 +613,11 @@ def open_queries_by_age(queries, *, today: dt.date) -> list[QueryAgeBand]:
     ]
 
 
+# The per-participant outcome table shows this many participants (by study id); each
+# participant's own page has their change from baseline.
+OUTCOME_TABLE_MAX = 50
+
+
 @dataclass
 class Dashboard:
     scope: str
@@ -507,8 +627,10 @@ class Dashboard:
     funnel_by_site: list[Funnel]
     compliance: Compliance
     compliance_by_site: list[Compliance]
-    overdue: list[OverdueVisit]
-    outcome_rows: list[ParticipantChange]
+    overdue_total: int
+    overdue: list[OverdueVisit]  # the longest overdue, at most OVERDUE_LIST_MAX
+    outcome_total: int
+    outcome_rows: list[ParticipantChange]  # the first by study id, at most OUTCOME_TABLE_MAX
     pooled: list[PooledChange]
     waterfall_svg: str
     spaghetti_svg: str
@@ -561,8 +683,9 @@ def dashboard_cache_key(*, user, site=None) -> str:
 
 
 def dashboard_for(*, user, site=None) -> Dashboard:
-    """Everything the dashboard shows, for `site` or (None) every site `user` may see.
-    Seven queries whatever the number of participants."""
+    """Everything the dashboard shows, for `site` or (None) every site `user` may see. The
+    database aggregates; Python holds a few numbers per participant at most, never their
+    measurements or visits. Eleven queries whatever the number of participants."""
 
     def scoped(queryset, path: str):
         return queryset.filter(**{path: site}) if site is not None else queryset
@@ -570,20 +693,16 @@ def dashboard_for(*, user, site=None) -> Dashboard:
     screenings = scoped(Screening.objects.visible_to(user), "site")
     funnel, funnel_by_site = enrolment_funnel(screenings)
 
-    visits = list(
-        with_entered_forms(scoped(Visit.objects.visible_to(user), "participant__site"))
-        .exclude(definition_code=PROTOCOL.unscheduled_visit.code)
-        .select_related("participant", "participant__site")
-        .order_by("participant_id", "sequence")
+    sites = [site] if site is not None else Site.objects.order_by()
+    visits = scoped(Visit.objects.visible_to(user), "participant__site").exclude(
+        definition_code=PROTOCOL.unscheduled_visit.code
     )
-    compliance, compliance_by_site, overdue = visit_compliance(visits)
+    compliance, compliance_by_site, overdue_total, overdue = visit_compliance(
+        visits, today_by_site={s.pk: site_today(s) for s in sites}
+    )
 
-    measurements = list(
-        scoped(UltrasoundMeasurement.objects.visible_to(user), "lesion__participant__site").select_related(
-            "lesion", "lesion__participant", "visit"
-        )
-    )
-    outcome_rows, pooled = primary_outcome(measurements)
+    measurements = scoped(UltrasoundMeasurement.objects.visible_to(user), "lesion__participant__site")
+    outcome_rows, pooled = primary_outcome(participant_visit_sums(measurements))
 
     trajectories = score_trajectories(
         scoped(Score.objects.visible_to(user), "response__invitation__participant__site")
@@ -598,14 +717,16 @@ def dashboard_for(*, user, site=None) -> Dashboard:
         funnel_by_site=funnel_by_site,
         compliance=compliance,
         compliance_by_site=compliance_by_site,
+        overdue_total=overdue_total,
         overdue=overdue,
-        outcome_rows=outcome_rows,
+        outcome_total=len(outcome_rows),
+        outcome_rows=outcome_rows[:OUTCOME_TABLE_MAX],
         pooled=pooled,
         waterfall_svg=waterfall_svg(outcome_rows),
         spaghetti_svg=spaghetti_svg(outcome_rows),
         scores=[(t, score_svg(t)) for t in trajectories],
         adverse_events=events,
-        completeness=form_completeness(visits, {m.visit_id for m in measurements}),
+        completeness=form_completeness(visits),
         query_ages=open_queries_by_age(
             scoped(Query.objects.visible_to(user), "participant__site"),
             today=site_today(site) if site is not None else timezone.localdate(),

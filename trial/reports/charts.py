@@ -39,10 +39,17 @@ class Series:
 
 
 def lesion_trend_svg(
-    *, title: str, y_title: str, x_labels: list[str], series: list[Series], show_legend: bool = True
+    *,
+    title: str,
+    y_title: str,
+    x_labels: list[str],
+    series: list[Series],
+    show_legend: bool = True,
+    show_dots: bool = True,
 ) -> str:
     """An SVG line chart, one line per lesion. Text from the data is escaped by pygal (lxml-free
-    ElementTree serialisation), so a lesion label cannot inject markup."""
+    ElementTree serialisation), so a lesion label cannot inject markup. Without dots, a chart of
+    many lines is a third of the size (each dot carries its own label and value)."""
     chart = pygal.Line(
         style=STYLE,
         width=720,
@@ -54,6 +61,7 @@ def lesion_trend_svg(
         legend_at_bottom=True,
         legend_at_bottom_columns=min(len(series), 6) or 1,
         dots_size=3,
+        show_dots=show_dots,
         allow_interruptions=True,
         include_x_axis=True,
         js=[],
