@@ -40,6 +40,7 @@ from participants.visit_forms import (
 )
 from participants.visits import site_today
 from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force
+from trial.pagination import PAGE_SIZE, ListPage, list_page
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 
 # --- Shared page plumbing (used by the safety pages too) ---------------------------------------
@@ -257,12 +258,30 @@ class TodayRow:
 class TodaySection:
     key: str
     title: str
-    rows: list[TodayRow]
+    rows: list[TodayRow]  # this page's
     empty: str
+    page: ListPage
+
+
+TODAY_PAGE_SIZE = PAGE_SIZE  # visits per section and page
+
+TODAY_SECTIONS = (
+    # (anchor, section of visit_services.TodayList, title, when empty)
+    (
+        "due-today",
+        "due_today",
+        gettext_lazy("Due today"),
+        gettext_lazy("No visit has its target date today."),
+    ),
+    ("in-window", "in_window", gettext_lazy("In window"), gettext_lazy("No other visit is in its window.")),
+    ("overdue", "overdue", gettext_lazy("Overdue"), gettext_lazy("No overdue visits.")),
+)
 
 
 class TodayView(PermissionRequiredMixin, TemplateView):
-    """Visits due today, in window and overdue, at the current site or all the user's sites."""
+    """Visits due today, in window and overdue, at the current site or all the user's sites; each
+    section a page at a time (`?due_today_page=`, `?in_window_page=`, `?overdue_page=`) with its
+    total. Queries: a count of all three sections and one page of each, at any size."""
 
     permission_required = "participants.view_visit"
     template_name = "participants/today.html"
@@ -270,38 +289,26 @@ class TodayView(PermissionRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         site = self.request.site
         result = visit_services.today_list(user=self.request.user, sites=[site] if site else None)
-        todays: dict[int, dt.date] = {}
 
         def row(visit: Visit, *, overdue: bool) -> TodayRow:
-            site = visit.participant.site
-            if site.pk not in todays:
-                todays[site.pk] = site_today(site)
-            today = todays[site.pk]
+            today = result.todays[visit.participant.site_id]
             days = (today - visit.window_closes).days if overdue else (visit.window_closes - today).days
             return TodayRow(visit, today, days)
 
-        sections = [
-            TodaySection(
-                "due-today",
-                _("Due today"),
-                [row(v, overdue=False) for v in result.due_today],
-                _("No visit has its target date today."),
-            ),
-            TodaySection(
-                "in-window",
-                _("In window"),
-                [row(v, overdue=False) for v in result.in_window],
-                _("No other visit is in its window."),
-            ),
-            TodaySection(
-                "overdue",
-                _("Overdue"),
-                [row(v, overdue=True) for v in result.overdue],
-                _("No overdue visits."),
-            ),
-        ]
+        sections = []
+        for key, name, title, empty in TODAY_SECTIONS:
+            page = list_page(
+                getattr(result, name),
+                query=self.request.GET,
+                param=f"{name}_page",
+                count=result.counts[name],
+                per_page=TODAY_PAGE_SIZE,
+                fragment=key,
+            )
+            rows = [row(visit, overdue=name == "overdue") for visit in page]
+            sections.append(TodaySection(key, str(title), rows, str(empty), page))
         return super().get_context_data(
-            sections=sections, scope=site, scope_today=site_today(site) if site else None, **kwargs
+            sections=sections, scope=site, scope_today=result.todays[site.pk] if site else None, **kwargs
         )
 
 

@@ -4,11 +4,12 @@ visit, and the coordinator's "today" list. Dates are the site's local dates."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -154,37 +155,64 @@ def visit_add_unscheduled(
 
 @dataclass(frozen=True)
 class TodayList:
-    due_today: list[Visit]
-    in_window: list[Visit]
-    overdue: list[Visit]
+    """The coordinator's today list: each section an ordered QuerySet of planned visits, to be
+    read a page at a time, and the number of visits in each (`counts`, keyed by section name)."""
+
+    due_today: QuerySet[Visit]
+    in_window: QuerySet[Visit]
+    overdue: QuerySet[Visit]
+    counts: dict[str, int]
+    todays: dict[int, dt.date]  # each site's own date, by site id
+
+    SECTIONS = ("due_today", "in_window", "overdue")
 
 
 def today_list(*, user: User, sites: list[Site] | None = None, now: dt.datetime | None = None) -> TodayList:
-    """Visits due today, in window and overdue at the user's sites, each by its site's own date.
+    """Visits due today (target date today), in window (open, target date not today) and overdue
+    (window closed, still planned) at the user's sites, each judged on its site's own date.
 
-    Queries: one, whatever the number of participants or sites."""
+    Queries: the user's sites when `sites` is not given, then one that counts all three
+    sections; each section's QuerySet then reads one page. None of it grows with the number of
+    participants or sites."""
     sites = sites if sites is not None else list(Site.objects.visible_to(user).filter(is_active=True))
+    todays = {site.pk: site_today(site, now=now) for site in sites}
     if not sites:
-        return TodayList([], [], [])
-    by_site = Q()
-    for site in sites:
-        today = site_today(site, now=now)
-        by_site |= Q(participant__site=site, window_opens__lte=today)
-    visits = list(
+        empty = Visit.objects.none()
+        return TodayList(empty, empty, empty, dict.fromkeys(TodayList.SECTIONS, 0), todays)
+    # Sites on the same date share one condition (usually all of them).
+    sites_by_day: dict[dt.date, list[int]] = {}
+    for site_id, day in todays.items():
+        sites_by_day.setdefault(day, []).append(site_id)
+
+    def at_each_site(condition: Callable[[dt.date], Q]) -> Q:
+        combined = Q()
+        for day, site_ids in sites_by_day.items():
+            combined |= Q(participant__site__in=site_ids) & condition(day)
+        return combined
+
+    conditions = {
+        "overdue": at_each_site(lambda day: Q(window_closes__lt=day)),
+        # The target date lies inside the window (a constraint): due today is open and not closed.
+        "due_today": at_each_site(lambda day: Q(target_date=day)),
+        "in_window": at_each_site(
+            lambda day: Q(window_opens__lte=day, window_closes__gte=day) & ~Q(target_date=day)
+        ),
+    }
+    open_visits = (
         Visit.objects.visible_to(user)
         .planned()
-        .filter(by_site, participant__status=ParticipantStatus.ON_STUDY)
-        .for_lists()
-        .order_by("window_closes", "participant__study_id")
+        .filter(
+            at_each_site(lambda day: Q(window_opens__lte=day)), participant__status=ParticipantStatus.ON_STUDY
+        )
     )
-    todays = {site.pk: site_today(site, now=now) for site in sites}
-    due_today, in_window, overdue = [], [], []
-    for visit in visits:
-        today = todays[visit.participant.site_id]
-        if visit.window_closes < today:
-            overdue.append(visit)
-        elif visit.target_date == today:
-            due_today.append(visit)
-        else:
-            in_window.append(visit)
-    return TodayList(due_today, in_window, overdue)
+    counts = open_visits.aggregate(
+        **{name: Count("pk", filter=condition) for name, condition in conditions.items()}
+    )
+    ordered = open_visits.for_lists().order_by("window_closes", "participant__study_id", "pk")
+    return TodayList(
+        due_today=ordered.filter(conditions["due_today"]),
+        in_window=ordered.filter(conditions["in_window"]),
+        overdue=ordered.filter(conditions["overdue"]),
+        counts=counts,
+        todays=todays,
+    )

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from lesions import services as lesion_services
 from lesions.services import LesionRow, visit_lesions_save
-from participants import safety, services, visits
+from participants import safety, services, visit_views, visits
 from participants.models import AdverseEvent, AEReview, PregnancyTest, ProtocolDeviation, VisitStatus
 from participants.visit_forms import adverse_event_problems
 from participants.visit_views import lesion_table_url
@@ -168,8 +168,10 @@ def test_today_lists_due_in_window_and_overdue_visits_with_days(
 
 
 def test_today_query_count_does_not_grow_with_participants(
-    coordinator, investigator, consent_v1, site_a, signed_in
+    coordinator, investigator, consent_v1, site_a, signed_in, monkeypatch
 ):
+    # Three visits a page: the larger list has several pages, the page the same rows.
+    monkeypatch.setattr(visit_views, "TODAY_PAGE_SIZE", 3)
     client = signed_in(coordinator)
 
     def enrol_many(n, start):
@@ -186,15 +188,81 @@ def test_today_query_count_does_not_grow_with_participants(
         with CaptureQueriesContext(connection) as ctx:
             response = client.get(reverse("participants:today"))
         assert response.status_code == 200
-        return len(ctx.captured_queries), response.content.decode().count('data-visit="')
+        return (
+            len(ctx.captured_queries),
+            response.content.decode().count('data-visit="'),
+            response.context["sections"][0].page.count,
+        )
 
-    enrol_many(2, 0)
+    enrol_many(3, 0)
     count()  # the first request after signing in does its own bookkeeping
     small = count()
-    enrol_many(18, 2)
+    enrol_many(5, 3)
     large = count()
-    assert (small[1], large[1]) == (2, 20)
+    assert (small[1:], large[1:]) == ((3, 3), (3, 8))
     assert small[0] == large[0]
+
+
+def test_today_pages_each_section_and_shows_its_total(
+    coordinator, investigator, consent_v1, site_a, signed_in, monkeypatch
+):
+    monkeypatch.setattr(visit_views, "TODAY_PAGE_SIZE", 2)
+    # Baselines of 20 October: windows closed on 27 October, overdue on 3 November.
+    late = [
+        enrol(
+            coordinator=coordinator,
+            investigator=investigator,
+            document=consent_v1,
+            site=site_a,
+            day=dt.date(2026, 10, 20),
+            first_name=f"Late{i}",
+        )
+        for i in range(3)
+    ]
+    due = enrol(coordinator=coordinator, investigator=investigator, document=consent_v1, site=site_a)
+    client = signed_in(coordinator)
+    ordered = sorted(p.study_id for p in late)
+
+    def overdue_ids(response):
+        assert response.status_code == 200
+        section = text(response).split('data-section="overdue"')[1].split("</table>")[0]
+        return re.findall(r'data-visit="(\S+) W0"', section)
+
+    first = client.get(reverse("participants:today"))
+    assert overdue_ids(first) == ordered[:2]
+    page = text(first)
+    assert 'Overdue <span class="badge text-bg-danger">3</span>' in page
+    assert "Overdue (3)" in page and "1–2 of 3" in page
+    # The pagination control is a labelled nav; the current page says so; links keep the anchor.
+    nav = page.split('aria-label="Pages of Overdue"')[1].split("</nav>")[0]
+    assert 'aria-current="page"><span class="visually-hidden">Page </span>1</a>' in nav
+    assert 'href="?overdue_page=2#overdue"' in nav
+    # One section's page leaves the others alone, and links keep the other sections' pages.
+    second = client.get(reverse("participants:today"), {"overdue_page": "2", "in_window_page": "1"})
+    assert overdue_ids(second) == ordered[2:]
+    assert due.study_id in text(second).split('data-section="due-today"')[1].split("</table>")[0]
+    assert 'href="?in_window_page=1#overdue"' in text(second)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("abc", 1), ("", 1), ("0", 1), ("-3", 1), ("99999", 2), ("2.5", 1), ("1e3", 1)]
+)
+def test_today_bad_page_numbers_give_the_first_or_last_page(
+    value, shown, coordinator, investigator, consent_v1, site_a, signed_in, monkeypatch
+):
+    monkeypatch.setattr(visit_views, "TODAY_PAGE_SIZE", 2)
+    for i in range(3):
+        enrol(
+            coordinator=coordinator,
+            investigator=investigator,
+            document=consent_v1,
+            site=site_a,
+            day=dt.date(2026, 10, 20),
+            first_name=f"Late{i}",
+        )
+    response = signed_in(coordinator).get(reverse("participants:today"), {"overdue_page": value})
+    assert response.status_code == 200
+    assert response.context["sections"][2].page.number == shown
 
 
 def test_today_shows_only_the_current_site_when_one_is_chosen(

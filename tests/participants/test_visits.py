@@ -112,9 +112,11 @@ def test_today_list_uses_each_sites_own_date(participant, coordinator):
     w0 = participant.visits.get(code="W0")
     # 4 Nov 02:00 UTC is still 3 Nov in New York (site A): baseline is due today there.
     result = visits.today_list(user=coordinator, now=dt.datetime(2026, 11, 4, 2, 0, tzinfo=dt.UTC))
-    assert result.due_today == [w0]
+    assert list(result.due_today) == [w0]
+    assert result.counts == {"due_today": 1, "in_window": 0, "overdue": 0}
     result = visits.today_list(user=coordinator, now=dt.datetime(2026, 11, 12, 15, 0, tzinfo=dt.UTC))
-    assert result.overdue == [w0] and result.due_today == []
+    assert list(result.overdue) == [w0] and list(result.due_today) == []
+    assert result.counts == {"due_today": 0, "in_window": 0, "overdue": 1}
 
 
 def test_today_list_query_count_does_not_grow(
@@ -145,8 +147,9 @@ def test_today_list_query_count_does_not_grow(
     def count():
         with CaptureQueriesContext(connection) as ctx:
             result = visits.today_list(user=coordinator)
-            [v.participant.site.code for v in result.due_today + result.in_window + result.overdue]
-        return len(ctx.captured_queries), len(result.due_today)
+            pages = [list(section[:50]) for section in (result.due_today, result.in_window, result.overdue)]
+            [v.participant.site.code for page in pages for v in page]
+        return len(ctx.captured_queries), result.counts["due_today"]
 
     enrol(2)
     small = count()
