@@ -5,8 +5,10 @@ process, for its own peak memory)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -14,14 +16,20 @@ import tempfile
 import time
 from unittest import mock
 
-from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
 from bench.environment import PROJECT_DIR
 from bench.traffic import percentile
 
-DUE_REMINDERS = 50  # due at the tick: five claim batches of pro_measures.reminders.BATCH_SIZE (10)
+# Reminders due at the measured tick. Every e-mail of the protocol is due at 09:00 in the
+# participant's zone (ReminderRules.send_hour_local), so a site's whole day lands on one tick: per
+# participant on study about 0.8 a day (6 visits x 6 questionnaires x invitation, 2 reminders and a
+# last call, plus visit reminders, over 26 weeks). 50 is that 09:00 tick at one of three sites at
+# N = 200, if no one answered (at the trial's size, 30 participants, it is under 10); five claim
+# batches of pro_measures.reminders.BATCH_SIZE. A larger burst spreads over several ticks
+# (reminders_send_due's max_batches) at the cost per e-mail reported next to it.
+DUE_REMINDERS = 50
 
 
 def _summary(seconds: list[float]) -> dict:
@@ -70,42 +78,182 @@ def visit_pdf(*, runs: int = 5) -> dict:
     return {"visit_id": visit.pk, "visit": visit.code, "full": _summary(full), "weasyprint": _summary(bare)}
 
 
-def reminder_tick(*, runs: int = 5) -> dict:
-    """One tick (`reminders_send_due`) over the pending rows that seed_demo --pending-reminders
-    added (100,000, none due yet) plus one batch due now, reminders of an open questionnaire; each
-    run is rolled back, so every run sees the same rows."""
+def _tick_moment(now: dt.datetime) -> dt.datetime:
+    """The moment the benchmark's tick runs at: now, or just before the first pending reminder of
+    the seeded data falls due if that is earlier (the seed spreads its rows over the 30 days after
+    seeding, so on a later day some are due and "nothing due" would no longer be true)."""
+    from django.db.models import Min
+
+    from pro_measures.models import Reminder, ReminderState
+
+    first_due = Reminder.objects.filter(state=ReminderState.PENDING).aggregate(first=Min("due_at"))["first"]
+    return min(now, first_due - dt.timedelta(seconds=1)) if first_due else now
+
+
+def _reminded_invitations(now: dt.datetime, count: int) -> list:
+    """Up to `count` questionnaires open at `now`, already e-mailed, of distinct contactable
+    participants: the reminders of one tick go to many people (their own language, site, link)."""
     from bench.questionnaires import answerable_invitation
+    from participants.models import Participant
+    from pro_measures.models import Invitation, InvitationStatus
+
+    invitations = list(
+        Invitation.objects.answerable(now=now)
+        .filter(
+            status__in=(InvitationStatus.SENT, InvitationStatus.OPENED, InvitationStatus.IN_PROGRESS),
+            participant__in=Participant.objects.contactable().exclude(email=""),
+        )
+        .order_by("participant_id", "pk")
+        .distinct("participant_id")
+        .select_related("participant")[:count]
+    )
+    return invitations or [answerable_invitation()]
+
+
+_WRITE = re.compile(
+    r"\s*(INSERT|UPDATE|DELETE|WITH\b.*\b(INSERT|UPDATE|DELETE)\b)", re.IGNORECASE | re.DOTALL
+)
+
+
+class _StatementCounter:
+    """Counts the statements a block runs, and its commits: Django's (an atomic block's end) plus
+    each write run outside any transaction (autocommit)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.statements = 0
+        self.commits = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.statements += 1
+        if not self.connection.in_atomic_block and _WRITE.match(sql):
+            self.commits += 1
+        return execute(sql, params, many, context)
+
+    def count(self, function):
+        commit = self.connection.commit
+
+        def counted_commit():
+            self.commits += 1
+            return commit()
+
+        with (
+            self.connection.execute_wrapper(self),
+            mock.patch.object(self.connection, "commit", counted_commit),
+        ):
+            return function()
+
+
+def _durable_commit(*, runs: int = 20) -> dict:
+    """The time of the smallest durable commit on this database: one row's UPDATE, alone in its
+    transaction (autocommit), whose commit waits for the disk. The floor under every commit that
+    writes, which the tick pays about once per e-mail."""
     from pro_measures.models import Reminder, ReminderKind, ReminderState
+
+    row = Reminder.objects.create(
+        key="bench:durable-commit",
+        kind=ReminderKind.REMINDER,
+        state=ReminderState.CANCELLED,
+        due_at=timezone.now(),
+        rules_fingerprint="bench",
+    )
+    seconds = []
+    try:
+        for n in range(runs):
+            started = time.perf_counter()
+            Reminder.objects.filter(pk=row.pk).update(attempts=n % 2)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        row.delete()
+    return _summary(seconds)
+
+
+def reminder_tick(*, runs: int = 5, idle_runs: int = 20) -> dict:
+    """A real tick (`reminders_send_due`: its own transactions, committed) over the pending rows
+    that seed_demo --pending-reminders added (100,000), measured twice:
+    - nothing due: the cost of looking (the claim over the pending rows' partial index);
+    - DUE_REMINDERS due now, reminders of open questionnaires of up to as many participants: the
+      cost of a tick that sends, and per e-mail sent (in-memory mail backend: no SMTP conversation).
+    The bench's own rows and the links they created are deleted after each run, so every run sees
+    the same rows. One untimed run of each first (a worker's templates and translations are warm),
+    and one untimed run that counts the statements and commits."""
+    from django.core import mail
+    from django.db import connection
+
+    from pro_measures.models import InvitationLink, Reminder, ReminderKind, ReminderState
     from pro_measures.reminders import reminders_send_due
 
-    invitation = answerable_invitation()
-    seconds, sent = [], []
-    for run in range(runs):
-        with transaction.atomic():
-            now = timezone.now()
-            Reminder.objects.bulk_create(
-                Reminder(
-                    key=f"bench:due:{run}:{n}",
-                    kind=ReminderKind.REMINDER,
-                    invitation=invitation,
-                    visit_id=invitation.visit_id,
-                    site_id=invitation.participant.site_id,
-                    sequence=200 + n,
-                    due_at=now - dt.timedelta(seconds=1),
-                    rules_fingerprint="bench",
-                )
-                for n in range(DUE_REMINDERS)
+    now = _tick_moment(timezone.now())
+    invitations = _reminded_invitations(now, DUE_REMINDERS)
+    not_due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__gt=now).count()
+
+    def idle_tick() -> int:
+        return reminders_send_due(now=now)
+
+    idle, idle_counter = [], _StatementCounter(connection)
+    idle_tick()
+    idle_counter.count(idle_tick)
+    for _ in range(idle_runs):
+        started = time.perf_counter()
+        assert idle_tick() == 0
+        idle.append(time.perf_counter() - started)
+
+    last_link = InvitationLink.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+    def due_tick(run: int) -> int:
+        Reminder.objects.bulk_create(
+            Reminder(
+                key=f"bench:due:{run}:{n}",
+                kind=ReminderKind.REMINDER,
+                invitation=invitation,
+                visit_id=invitation.visit_id,
+                site_id=invitation.participant.site_id,
+                sequence=200 + n,
+                due_at=now - dt.timedelta(seconds=1),
+                rules_fingerprint="bench",
             )
-            pending = Reminder.objects.filter(state=ReminderState.PENDING).count()
-            started = time.perf_counter()
-            sent.append(reminders_send_due(now=now))
-            seconds.append(time.perf_counter() - started)
-            transaction.set_rollback(True)
+            for n, invitation in zip(range(DUE_REMINDERS), itertools.cycle(invitations), strict=False)
+        )
+        return run
+
+    def cleanup() -> None:
+        Reminder.objects.filter(key__startswith="bench:due:").delete()
+        InvitationLink.objects.filter(pk__gt=last_link).delete()
+        mail.outbox = []
+
+    seconds, sent, due_counter = [], [], _StatementCounter(connection)
+    try:
+        for run in range(runs + 2):
+            due_tick(run)
+            if run == 1:
+                sent.append(due_counter.count(lambda: reminders_send_due(now=now)))
+            else:
+                started = time.perf_counter()
+                sent.append(reminders_send_due(now=now))
+                if run > 1:
+                    seconds.append(time.perf_counter() - started)
+            cleanup()
+    finally:
+        cleanup()
+    summary = _summary(seconds)
+    emails = sent[-1] or 1
     return {
-        "pending": pending,
+        "pending": not_due + DUE_REMINDERS,
+        "pending_not_due": not_due,
         "due": DUE_REMINDERS,
+        "participants": len({invitation.participant_id for invitation in invitations}),
         "sent": sent[-1],
-        **_summary(seconds),
+        **summary,
+        "ms_per_email": round(summary["p50_ms"] / emails, 2),
+        "statements": due_counter.statements,
+        "statements_per_email": round(due_counter.statements / emails, 1),
+        "commits": due_counter.commits,
+        "durable_commit": _durable_commit(),
+        "nothing_due": {
+            **_summary(idle),
+            "statements": idle_counter.statements,
+            "commits": idle_counter.commits,
+        },
     }
 
 

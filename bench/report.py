@@ -43,9 +43,16 @@ def _inprocess_rows(run: dict) -> list[str]:
             f"| Bare WeasyPrint, same HTML | {pdf['weasyprint']['p50_ms']} | {pdf['weasyprint']['p95_ms']} | |"
         )
     tick = run["inprocess"]["reminder_tick"]
+    idle = tick["nothing_due"]
     rows.append(
-        f"| Reminder tick | {tick['p50_ms']} | {tick['p95_ms']} "
-        f"| {tick['pending']} pending, {tick['due']} due, {tick['sent']} sent |"
+        f"| Reminder tick, nothing due | {idle['p50_ms']} | {idle['p95_ms']} "
+        f"| {tick['pending_not_due']} pending not due; {idle['statements']} statements, {idle['commits']} commits |"
+    )
+    rows.append(
+        f"| Reminder tick, {tick['due']} due | {tick['p50_ms']} | {tick['p95_ms']} "
+        f"| {tick['sent']} sent to {tick['participants']} participants: {tick['ms_per_email']} ms, "
+        f"{tick['statements_per_email']} statements per e-mail; {tick['commits']} commits "
+        f"(a durable commit alone: {tick['durable_commit']['p50_ms']} ms) |"
     )
     rows += ["", "| export (own process) | status | seconds | peak RSS MB | rows | MB written | queries |"]
     rows.append("|---|---|---:|---:|---:|---:|---:|")

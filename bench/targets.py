@@ -116,11 +116,16 @@ def _csv(sizes: dict[int, dict], largest: int) -> list[Check]:
 
 
 def _reminder_tick(sizes: dict[int, dict]) -> Check:
+    """Judged on the tick that sends a realistic burst (bench.renders.DUE_REMINDERS due) over the
+    pending rows; the tick with nothing due (the cost of looking) is reported beside it."""
     target = f"A reminder tick over 100,000 pending rows <= {REMINDER_TICK_MS} ms"
     ticks = {size: run["inprocess"]["reminder_tick"] for size, run in sizes.items()}
-    worst = max(tick["p50_ms"] for tick in ticks.values())
-    detail = ", ".join(
-        f"{t['p50_ms']} ms (p95 {t['p95_ms']}) at {size}: {t['pending']} pending, {t['sent']} sent"
+    worst = max(max(t["p50_ms"], t["nothing_due"]["p50_ms"]) for t in ticks.values())
+    detail = "; ".join(
+        f"{t['p50_ms']} ms (p95 {t['p95_ms']}) sending {t['sent']} of {t['due']} due = {t['ms_per_email']} ms, "
+        f"{t['statements_per_email']} statements, {t['commits'] / max(t['sent'], 1):.1f} commits per e-mail "
+        f"(durable commit {t['durable_commit']['p50_ms']} ms); nothing due {t['nothing_due']['p50_ms']} ms "
+        f"({t['nothing_due']['statements']} statements) at {size}: {t['pending_not_due']} pending not due"
         for size, t in ticks.items()
     )
     return Check(target, _verdict(worst <= REMINDER_TICK_MS), detail)

@@ -2,6 +2,8 @@
 
 Patient e-mails name the study, never the diagnosis, carry no identifiers beyond the greeting-free
 text, and are written in the participant's language; links hold only the opaque token.
+`connection` is the mail backend to send with: the reminder tick passes one per batch, so a batch
+is one SMTP conversation; None opens one per message.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def _headers(message_id: str) -> dict[str, str]:
     return {"Message-ID": message_id} if message_id else {}
 
 
-def invitation_send(*, invitation: Invitation, token: str, kind: str, message_id: str = "") -> None:
+def invitation_send(
+    *, invitation: Invitation, token: str, kind: str, message_id: str = "", connection=None
+) -> None:
     participant = invitation.participant
     site = participant.site
     with translation.override(participant.preferred_language):
@@ -50,13 +54,17 @@ def invitation_send(*, invitation: Invitation, token: str, kind: str, message_id
         text = render_to_string("pro_measures/email/invitation.txt", context)
         html = render_to_string("pro_measures/email/invitation.html", context)
     message = EmailMultiAlternatives(
-        subject=subject, body=text, to=[participant.email], headers=_headers(message_id)
+        subject=subject,
+        body=text,
+        to=[participant.email],
+        headers=_headers(message_id),
+        connection=connection,
     )
     message.attach_alternative(html, "text/html")
     message.send()
 
 
-def visit_reminder_send(*, visit: Visit, message_id: str = "") -> None:
+def visit_reminder_send(*, visit: Visit, message_id: str = "", connection=None) -> None:
     participant = visit.participant
     with translation.override(participant.preferred_language):
         context = {"study_name": settings.STUDY_NAME, "visit": visit, "site": participant.site}
@@ -65,10 +73,12 @@ def visit_reminder_send(*, visit: Visit, message_id: str = "") -> None:
             "date": visit.target_date.isoformat(),
         }
         text = render_to_string("pro_measures/email/visit_reminder.txt", context)
-    EmailMessage(subject, text, to=[participant.email], headers=_headers(message_id)).send()
+    EmailMessage(
+        subject, text, to=[participant.email], headers=_headers(message_id), connection=connection
+    ).send()
 
 
-def coordinator_digest_send(*, site: Site, now: dt.datetime, message_id: str = "") -> int:
+def coordinator_digest_send(*, site: Site, now: dt.datetime, message_id: str = "", connection=None) -> int:
     """The daily digest of overdue visits and open questionnaires closing soon, to the site's
     coordinators. Returns the number of recipients (none when there is nothing to report)."""
     today = timezone.localtime(now, site.zone).date()
@@ -109,5 +119,5 @@ def coordinator_digest_send(*, site: Site, now: dt.datetime, message_id: str = "
         "n": len(overdue),
         "m": len(closing),
     }
-    EmailMessage(subject, text, to=recipients, headers=_headers(message_id)).send()
+    EmailMessage(subject, text, to=recipients, headers=_headers(message_id), connection=connection).send()
     return len(recipients)

@@ -45,10 +45,16 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def link_token_generate() -> tuple[str, str]:
+    """A new random link token and the hash stored for it: (token, token_hash)."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    return token, token_hash(token)
+
+
 def link_create(invitation: Invitation) -> str:
     """A new link token for one e-mail; returns the token (never stored)."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    InvitationLink.objects.create(invitation=invitation, token_hash=token_hash(token))
+    token, hashed = link_token_generate()
+    InvitationLink.objects.create(invitation=invitation, token_hash=hashed)
     return token
 
 

@@ -3,10 +3,11 @@
 Every e-mail the study owes is a Reminder row with a unique key, created ahead of time from the
 protocol's ReminderRules. The beat tick claims due rows with SELECT ... FOR UPDATE SKIP LOCKED,
 checks they are still wanted (questionnaire open, participant contactable), and sends each one
-under a PostgreSQL advisory lock, recording pending -> sending -> sent in short transactions around
-the SMTP conversation - so a killed worker, a second worker or a flushed Redis neither loses a
-reminder nor sends one twice, except in the one window `reminders_send_due` describes. Completing, revoking or withdrawing cancels pending rows at once; the tick's
-check catches anything else. Changing the rules re-times rows not yet sent (`reminders_retime`).
+under a PostgreSQL advisory lock, committing pending -> sending -> sent around the SMTP
+conversation (one statement per e-mail) - so a killed worker, a second worker or a flushed Redis
+neither loses a reminder nor sends one twice, except in the one window `reminders_send_due`
+describes. Completing, revoking or withdrawing cancels pending rows at once; the tick's check
+catches anything else. Changing the rules re-times rows not yet sent (`reminders_retime`).
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from email.utils import parseaddr
 from smtplib import SMTPException
 
 from django.conf import settings
+from django.core.mail import get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from participants.models import Participant, Visit, VisitStatus
 from pro_measures import emails
-from pro_measures.invitations import link_create, local_datetime
+from pro_measures.invitations import link_token_generate, local_datetime
 from pro_measures.models import (
     OPEN_STATUSES,
     Invitation,
+    InvitationLink,
     InvitationStatus,
     Reminder,
     ReminderKind,
@@ -36,7 +41,7 @@ from trial.models import Site
 from trial.protocol import PROTOCOL
 
 MAX_ATTEMPTS = 5
-# Small claims: each reminder is sent in its own transactions, and a second worker shares a long run.
+# Small claims, so a second worker shares a long run; a claim's e-mails share one SMTP connection.
 BATCH_SIZE = 10
 # The first key of the two-key advisory locks that mark a reminder being sent ("REMD").
 SENDING_LOCK_NAMESPACE = 0x52454D44
@@ -263,14 +268,15 @@ def message_id_for(row: Reminder) -> str:
     return f"<reminder.{row.pk}.{digest}@{domain}>"
 
 
-def _deliver(row: Reminder, now: dt.datetime, token: str | None) -> None:
+def _deliver(row: Reminder, now: dt.datetime, token: str | None, mail: BaseEmailBackend) -> None:
+    mail.open()  # no-op while the batch's connection is open; reconnects after a failure
     if row.kind == ReminderKind.COORDINATOR_DIGEST:
-        emails.coordinator_digest_send(site=row.site, now=now, message_id=row.message_id)
+        emails.coordinator_digest_send(site=row.site, now=now, message_id=row.message_id, connection=mail)
     elif row.kind == ReminderKind.VISIT_REMINDER:
-        emails.visit_reminder_send(visit=row.visit, message_id=row.message_id)
+        emails.visit_reminder_send(visit=row.visit, message_id=row.message_id, connection=mail)
     else:
         emails.invitation_send(
-            invitation=row.invitation, token=token, kind=row.kind, message_id=row.message_id
+            invitation=row.invitation, token=token, kind=row.kind, message_id=row.message_id, connection=mail
         )
 
 
@@ -297,28 +303,71 @@ def _advisory_unlock(ids: list[int]) -> None:
             )
 
 
-def _being_sent() -> list[int]:
-    """Ids of the reminders live workers hold the sending lock of (in this database)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
-            " AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            [SENDING_LOCK_NAMESPACE],
-        )
-        return [row[0] for row in cursor.fetchall()]
+def _being_sent() -> RawSQL:
+    """Ids of the reminders live workers hold the sending lock of (in this database), as a
+    subquery of the claim."""
+    return RawSQL(
+        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
+        " AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        [SENDING_LOCK_NAMESPACE],
+    )
+
+
+def _anything_to_send(now: dt.datetime) -> bool:
+    """One look, outside any transaction: a pending row due by `now`, or a 'sending' row (a lost
+    worker's, or one a live worker is sending). Two arms of one statement, so each state's partial
+    index answers (an OR would scan the table): the same cost over 100 or 100,000 pending rows not
+    yet due."""
+    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).values("pk")
+    sending = Reminder.objects.filter(state=ReminderState.SENDING).values("pk")
+    return due.union(sending, all=True).exists()
+
+
+def _load_recipients(batch: list[Reminder], sites: dict[int, Site]) -> None:
+    """The claimed rows' invitations and visits with their participants (a query each, none per
+    row), and their sites from the tick's own copy (read when a batch first needs one)."""
+    invitation_ids = {row.invitation_id for row in batch if row.invitation_id}
+    visit_ids = {row.visit_id for row in batch if row.visit_id and not row.invitation_id}
+    invitations = (
+        Invitation.objects.select_related("participant").in_bulk(invitation_ids) if invitation_ids else {}
+    )
+    visits = Visit.objects.select_related("participant").in_bulk(visit_ids) if visit_ids else {}
+    for row in batch:
+        if row.invitation_id:
+            row.invitation = invitations[row.invitation_id]
+        elif row.visit_id:
+            row.visit = visits[row.visit_id]
+    participants = [_participant(row) for row in batch if row.invitation_id or row.visit_id]
+    missing = {p.site_id for p in participants} | {row.site_id for row in batch if _is_digest(row)}
+    missing -= sites.keys()
+    if missing:
+        sites.update(Site.objects.in_bulk(missing))
+    for participant in participants:
+        participant.site = sites[participant.site_id]
+    for row in batch:
+        if _is_digest(row):
+            row.site = sites[row.site_id]
+
+
+def _is_digest(row: Reminder) -> bool:
+    return not row.invitation_id and not row.visit_id
+
+
+def _participant(row: Reminder) -> Participant:
+    return row.invitation.participant if row.invitation_id else row.visit.participant
 
 
 @transaction.atomic
-def _claim(now: dt.datetime, batch_size: int) -> tuple[list[Reminder], bool]:
+def _claim(now: dt.datetime, batch_size: int, sites: dict[int, Site]) -> tuple[list[Reminder], bool]:
     """Claim up to `batch_size` reminders for this worker: due pending rows, and 'sending' rows
     whose worker is gone (no one holds their sending lock). Rows that must not go out any more
     are cancelled here. Returns the rows to send, with this session holding their sending locks,
     and whether there was anything to look at (all cancelled is not the end of the due rows)."""
-    # Skip rows another live worker is sending, so the batch is work this worker can do.
+    # Skip rows another live worker is sending, so the batch is work this worker can do. One table
+    # only: the rows' invitations and participants are read once the batch is known.
     claimable = (
-        Reminder.objects.select_for_update(skip_locked=True, of=("self",))
+        Reminder.objects.select_for_update(skip_locked=True)
         .exclude(pk__in=_being_sent())
-        .select_related("invitation__participant__site", "visit__participant__site", "site")
         .order_by("due_at", "id")
     )
     # A lost worker's 'sending' rows first, then pending rows due now (each by its own index).
@@ -328,22 +377,21 @@ def _claim(now: dt.datetime, batch_size: int) -> tuple[list[Reminder], bool]:
     ]
     mine = _advisory_lock_ids([row.pk for row in candidates])
     batch = [row for row in candidates if row.pk in mine]
+    if not batch:
+        return [], False
+    _load_recipients(batch, sites)
     # Who may still be contacted: one query per batch, not one per reminder.
-    participant_ids = {
-        row.invitation.participant_id if row.invitation_id else row.visit.participant_id
-        for row in batch
-        if row.invitation_id or row.visit_id
-    }
+    participant_ids = {_participant(row).pk for row in batch if not _is_digest(row)}
     contactable_ids = set(
         Participant.objects.contactable().filter(pk__in=participant_ids).values_list("pk", flat=True)
     )
-    claimed = []
+    claimed, released = [], []
     for row in batch:
         reason = _why_not(row, now, contactable_ids)
         if reason:
             row.state, row.cancelled_reason = ReminderState.CANCELLED, reason[:100]
             row.save(update_fields=["state", "cancelled_reason"])
-            _advisory_unlock([row.pk])
+            released.append(row.pk)
             continue
         if row.state == ReminderState.SENDING:
             # Its worker died between claiming it and recording the outcome: the mail server may
@@ -353,56 +401,130 @@ def _claim(now: dt.datetime, batch_size: int) -> tuple[list[Reminder], bool]:
             if row.attempts >= MAX_ATTEMPTS:  # a message that kills its worker every time
                 row.state = ReminderState.FAILED
                 row.save(update_fields=["attempts", "last_error", "state"])
-                _advisory_unlock([row.pk])
+                released.append(row.pk)
                 continue
             row.save(update_fields=["attempts", "last_error"])
         claimed.append(row)
-    return claimed, bool(batch)
+    _advisory_unlock(released)
+    return claimed, True
 
 
-def _send_one(row: Reminder, now: dt.datetime) -> bool:
-    """Send one claimed reminder (this session holds its sending lock). Returns True if sent."""
-    with transaction.atomic():
-        # Committed before the mail server sees anything: from here a lost worker leaves a
-        # 'sending' row with its Message-ID, which the next tick resolves. Only if the row is
-        # still wanted: a completion or withdrawal since the claim has cancelled it.
-        row.state, row.sending_since = ReminderState.SENDING, timezone.now()
-        row.message_id = row.message_id or message_id_for(row)
-        still_wanted = Reminder.objects.filter(
-            pk=row.pk, state__in=(ReminderState.PENDING, ReminderState.SENDING)
-        ).update(state=row.state, sending_since=row.sending_since, message_id=row.message_id)
-        if not still_wanted:
-            return False
-        # The link's token exists only in this e-mail (stored hashed); a re-send needs a new one.
-        token = link_create(row.invitation) if row.invitation_id else None
-    try:
-        _deliver(row, now, token)
-    except (SMTPException, OSError) as exc:
-        row.attempts += 1
-        row.last_error = str(exc)[:300]
-        if row.attempts >= MAX_ATTEMPTS:
-            row.state = ReminderState.FAILED
-        else:
-            row.state = ReminderState.PENDING
-            row.due_at = now + dt.timedelta(minutes=5 * 2**row.attempts)
-        row.save(update_fields=["attempts", "last_error", "state", "due_at"])
-        return False
-    with transaction.atomic():
-        Reminder.objects.filter(pk=row.pk, state=ReminderState.SENDING).update(
-            state=ReminderState.SENT, sent_at=now
+# One statement, so one round trip and one commit (autocommit) per e-mail: the previous e-mail
+# sent (and its invitation e-mailed), this one 'sending' with its Message-ID if still wanted (a
+# completion or withdrawal since the claim has cancelled it), and its link if it carries one.
+# Returns 1 if this one is to be sent. Either id may be NULL (the first / after the last e-mail).
+_NEXT_EMAIL_SQL = """
+WITH sent AS (
+    UPDATE {reminder} SET state = %(sent)s, sent_at = %(now)s
+    WHERE id = %(sent_id)s AND state = %(sending)s
+    RETURNING invitation_id
+), emailed AS (
+    UPDATE {invitation}
+    SET sent_at = COALESCE(sent_at, %(now)s),
+        status = CASE WHEN status = %(scheduled)s THEN %(invitation_sent)s ELSE status END
+    WHERE id IN (SELECT invitation_id FROM sent) AND (status = %(scheduled)s OR sent_at IS NULL)
+), marked AS (
+    UPDATE {reminder} SET state = %(sending)s, sending_since = %(since)s, message_id = %(message_id)s
+    WHERE id = %(sending_id)s AND state IN (%(pending)s, %(sending)s)
+    RETURNING invitation_id
+), linked AS (
+    INSERT INTO {link} (invitation_id, token_hash, created_at)
+    SELECT invitation_id, %(token_hash)s, %(since)s FROM marked WHERE %(token_hash)s IS NOT NULL
+)
+SELECT count(*) FROM marked
+"""
+
+
+def _next_email(
+    *, sent: Reminder | None, sending: Reminder | None, now: dt.datetime, link_hash: str | None = None
+) -> bool:
+    """Record `sent` as sent (the mail server accepted it) and mark `sending` 'sending' (with its
+    Message-ID and, for a questionnaire e-mail, the link with `link_hash`) in one statement: its
+    commit comes before the mail server sees `sending`. Returns whether `sending` is still wanted."""
+    since = timezone.now()
+    if sending is not None:
+        sending.message_id = sending.message_id or message_id_for(sending)
+    sql = _NEXT_EMAIL_SQL.format(
+        reminder=connection.ops.quote_name(Reminder._meta.db_table),
+        invitation=connection.ops.quote_name(Invitation._meta.db_table),
+        link=connection.ops.quote_name(InvitationLink._meta.db_table),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "sent": ReminderState.SENT.value,
+                "sending": ReminderState.SENDING.value,
+                "pending": ReminderState.PENDING.value,
+                "scheduled": InvitationStatus.SCHEDULED.value,
+                "invitation_sent": InvitationStatus.SENT.value,
+                "now": now,
+                "since": since,
+                "sent_id": sent.pk if sent else None,
+                "sending_id": sending.pk if sending else None,
+                "message_id": sending.message_id if sending else "",
+                "token_hash": link_hash,
+            },
         )
-        row.state, row.sent_at = ReminderState.SENT, now
-        invitation = row.invitation
-        if invitation is not None and (
-            invitation.status == InvitationStatus.SCHEDULED or invitation.sent_at is None
-        ):
-            Invitation.objects.filter(pk=invitation.pk).update(
-                sent_at=invitation.sent_at or now,
-                status=InvitationStatus.SENT
-                if invitation.status == InvitationStatus.SCHEDULED
-                else invitation.status,
-            )
-    return True
+        marked = cursor.fetchone()[0] == 1
+    if sent is not None:
+        sent.state, sent.sent_at = ReminderState.SENT, now
+    if marked:
+        sending.state, sending.sending_since = ReminderState.SENDING, since
+    return marked
+
+
+def _record_failure(row: Reminder, now: dt.datetime, exc: Exception) -> None:
+    row.attempts += 1
+    row.last_error = str(exc)[:300]
+    if row.attempts >= MAX_ATTEMPTS:
+        row.state = ReminderState.FAILED
+    else:
+        row.state = ReminderState.PENDING
+        row.due_at = now + dt.timedelta(minutes=5 * 2**row.attempts)
+    row.save(update_fields=["attempts", "last_error", "state", "due_at"])
+
+
+def _send_batch(batch: list[Reminder], now: dt.datetime) -> int:
+    """Send a claimed batch (this session holds the rows' sending locks) over one mail connection.
+    Returns the number sent.
+
+    Before each e-mail one statement (`_next_email`) commits the previous e-mail as sent (accepted
+    by the server just before) and this one as 'sending' with its Message-ID and the link that
+    only this e-mail carries (stored hashed; a re-send needs a new one). So nothing reaches the
+    mail server between one e-mail's acceptance and its 'sent' commit, and a lost worker leaves
+    at most one row 'sending'."""
+    sent = 0
+    accepted: Reminder | None = None  # accepted by the mail server, 'sent' not yet committed
+    mail = get_connection()
+    try:
+        for row in batch:
+            token, link_hash = link_token_generate() if row.invitation_id else (None, None)
+            wanted = _next_email(sent=accepted, sending=row, now=now, link_hash=link_hash)
+            if accepted is not None:
+                sent, accepted = sent + 1, None
+            if not wanted:
+                continue
+            try:
+                _deliver(row, now, token, mail)
+            except (SMTPException, OSError) as exc:
+                _record_failure(row, now, exc)
+                _close_quietly(mail)  # a broken conversation is not reused for the next e-mail
+                continue
+            accepted = row
+        if accepted is not None:
+            _next_email(sent=accepted, sending=None, now=now)
+            sent += 1
+    finally:
+        _close_quietly(mail)
+    return sent
+
+
+def _close_quietly(mail: BaseEmailBackend) -> None:
+    try:
+        mail.close()
+    except (SMTPException, OSError):
+        pass  # the server is gone already; the next e-mail opens a new connection
 
 
 def reminders_send_due(
@@ -411,8 +533,10 @@ def reminders_send_due(
     """Send every due reminder once; safe in several workers at the same moment. Returns the
     number sent.
 
-    Each reminder goes pending -> sending -> sent in three short transactions around the SMTP
-    conversation, while this database session holds a PostgreSQL advisory lock on it:
+    Each reminder goes pending -> sending -> sent around its SMTP conversation, while this
+    database session holds a PostgreSQL advisory lock on it; its 'sending' mark (with its
+    Message-ID) is committed before the mail server sees it, and its 'sent' mark in the next
+    transaction, before anything else reaches the mail server (`_send_batch`):
     - a second worker skips rows that are row-locked (being claimed) or advisory-locked (being
       sent), so two workers never send the same reminder;
     - a worker killed at any point leaves its rows 'pending' (never handed to the mail server)
@@ -421,25 +545,28 @@ def reminders_send_due(
     - the broker holds nothing that matters: a lost or duplicated tick only sends what the
       table says is due.
     The window that remains: a worker lost after the mail server accepted a message and before
-    the 'sent' commit (one UPDATE round trip) makes that one reminder go out twice, with the same
-    Message-ID (at least once, never lost). SMTP cannot close it: the server's acceptance and
-    our commit are two systems (RFC 1047). Likewise a connection that breaks after the end of
-    DATA but before the server's reply is retried later as a failure.
+    its 'sent' commit (one short transaction, no other e-mail in between) makes that one reminder
+    go out twice, with the same Message-ID (at least once, never lost). SMTP cannot close it: the
+    server's acceptance and our commit are two systems (RFC 1047). Likewise a connection that
+    breaks after the end of DATA but before the server's reply is retried later as a failure.
+
+    With nothing due the tick is one indexed look (`_anything_to_send`), whatever the number of
+    pending rows not yet due.
     """
     now = now or timezone.now()
+    if not _anything_to_send(now):
+        return 0
     sent = 0
+    sites: dict[int, Site] = {}  # read once per tick, when the first batch needs them
     for _batch in range(max_batches):
-        batch, found = _claim(now, batch_size)
+        batch, found = _claim(now, batch_size, sites)
         if not found:
             break
-        remaining = [row.pk for row in batch]
         try:
-            for row in batch:
-                sent += _send_one(row, now)
-                _advisory_unlock([row.pk])
-                remaining.remove(row.pk)
+            sent += _send_batch(batch, now)
         finally:
-            _advisory_unlock(remaining)
+            # One call per batch, after every 'sent' commit of the batch.
+            _advisory_unlock([row.pk for row in batch])
     return sent
 
 

@@ -10,6 +10,7 @@ from django.db import connection
 from django.http import HttpResponse
 from django.test import RequestFactory
 
+from bench import report
 from bench.query_count import QUERIES_HEADER, RSS_HEADER, QueryCountMiddleware
 from bench.targets import check_targets
 from bench.traffic import percentile
@@ -50,7 +51,21 @@ def run(**overrides) -> dict:
         },
         "inprocess": {
             "visit_pdf": {"full": {"p50_ms": 300}, "weasyprint": {"p50_ms": 250}},
-            "reminder_tick": {"p50_ms": 50, "p95_ms": 60, "pending": 100_000, "sent": 50},
+            "reminder_tick": {
+                "p50_ms": 150,
+                "p95_ms": 180,
+                "pending": 100_050,
+                "pending_not_due": 100_000,
+                "due": 50,
+                "participants": 50,
+                "sent": 50,
+                "ms_per_email": 3.0,
+                "statements": 90,
+                "statements_per_email": 1.8,
+                "commits": 61,
+                "durable_commit": {"runs": 20, "p50_ms": 1.5, "p95_ms": 2.5},
+                "nothing_due": {"p50_ms": 2, "p95_ms": 3, "statements": 1, "commits": 0},
+            },
         },
         "exports": {"csv_long": {"status": "done", "seconds": 20, "peak_rss_mb": 150, "rows": 10}},
         "concurrent": {"requests": 1000, "errors": 0},
@@ -96,3 +111,31 @@ def test_one_size_leaves_the_comparisons_unchecked():
     results = verdicts({200: copy.deepcopy(run())})
     assert results["Every page's query count is the same at every size"] == "not checked"
     assert results["Measurement save p95 <= 30 ms"] == "PASS"
+
+
+TICK_TARGET = "A reminder tick over 100,000 pending rows <= 200 ms"
+
+
+def test_the_reminder_tick_is_judged_on_the_tick_that_sends_not_on_the_idle_one():
+    sending_slowly = run(inprocess__reminder_tick__p50_ms=250)
+    results = verdicts({200: run(), 10_000: sending_slowly})
+    assert results[TICK_TARGET] == "FAIL"
+    idle_but_slow = run(inprocess__reminder_tick__nothing_due={"p50_ms": 201, "p95_ms": 250, "statements": 1})
+    assert verdicts({200: idle_but_slow})[TICK_TARGET] == "FAIL"
+    assert verdicts({200: run()})[TICK_TARGET] == "PASS"
+
+
+def test_the_report_shows_the_idle_tick_and_the_cost_per_e_mail():
+    figures = run()
+    figures["pages"] = {"floor": {**page(10, 1), "requests": 1, "errors": 0, "p50_ms": 9}}
+    figures["pages"]["floor"].update(requests_per_s=1, peak_rss_mb=1)
+    figures["inprocess"]["visit_pdf"] = {"skipped": "no completed visit in the data"}
+    figures["exports"] = {}
+    figures["concurrent"].update(users=50, seconds=30)
+    figures.update(database="bench", server_peak_rss_mb=1)
+    rows = "\n".join(report._inprocess_rows(figures))
+    assert "| Reminder tick, nothing due | 2 | 3 | 100000 pending not due; 1 statements, 0 commits |" in rows
+    assert (
+        "| Reminder tick, 50 due | 150 | 180 | 50 sent to 50 participants: 3.0 ms, 1.8 statements per e-mail"
+        in rows
+    )

@@ -6,11 +6,15 @@ import dataclasses
 import datetime as dt
 import re
 import threading
+from smtplib import SMTPDataError
 
 import pytest
 import time_machine
 from django.conf import settings
 from django.core import mail
+from django.core.mail.backends import locmem
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from pro_measures import invitations, reminders
 from pro_measures.invitations import LinkProblem, invitation_for_token, token_hash
@@ -217,3 +221,112 @@ def test_saved_answers_are_audited_with_the_invitation_as_actor(participant):
     for event in events:
         assert event.pgh_context["actor"] == f"patient via invitation {pain.pk}"
         assert event.pgh_context["user"] is None
+
+
+# --- The tick's cost ---------------------------------------------------------------------------
+
+
+class RecordingBackend(locmem.EmailBackend):
+    """The in-memory backend, recording the connections opened and refusing the n-th message
+    (1-based) of the run as a mail server would (451)."""
+
+    opened = 0
+    sends = 0
+    refuse: frozenset[int] = frozenset()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.is_open = False
+
+    def open(self):
+        if self.is_open:
+            return False
+        self.is_open = True
+        RecordingBackend.opened += 1
+        return True
+
+    def close(self):
+        self.is_open = False
+
+    def send_messages(self, messages):
+        assert self.is_open, "the tick sends over the connection it opened"
+        RecordingBackend.sends += 1
+        if RecordingBackend.sends in RecordingBackend.refuse:
+            raise SMTPDataError(451, b"4.3.0 try again later")
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def recording_backend(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RecordingBackend"
+    RecordingBackend.opened, RecordingBackend.sends, RecordingBackend.refuse = 0, 0, frozenset()
+    return RecordingBackend
+
+
+def test_a_batch_of_reminders_goes_out_over_one_mail_connection(participant, recording_backend):
+    plan(participant)
+    now = dt.datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
+    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).count()
+    assert due == 6
+    assert reminders.reminders_send_due(now=now, batch_size=3) == due == len(mail.outbox)
+    assert recording_backend.opened == 2  # one per claim batch, not one per e-mail
+
+
+def test_a_refused_e_mail_is_retried_later_and_the_rest_of_the_batch_still_goes(
+    participant, recording_backend
+):
+    plan(participant)
+    now = dt.datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
+    recording_backend.refuse = frozenset({2})
+    assert reminders.reminders_send_due(now=now) == 5
+    refused = Reminder.objects.get(attempts=1)
+    assert refused.state == ReminderState.PENDING and "try again later" in refused.last_error
+    assert refused.due_at == now + dt.timedelta(minutes=10)
+    assert recording_backend.opened == 2  # the conversation that failed was not reused
+    assert reminders.reminders_send_due(now=now + dt.timedelta(minutes=11)) == 1
+    message_ids = [m.extra_headers["Message-ID"] for m in mail.outbox]
+    assert len(message_ids) == len(set(message_ids)) == 6
+    assert refused.message_id in message_ids
+
+
+def test_a_tick_with_nothing_due_is_one_statement_however_many_rows_wait(
+    participant, django_assert_num_queries
+):
+    plan(participant)
+    before_any_due = dt.datetime(2026, 11, 3, 13, 0, tzinfo=UTC)
+    with django_assert_num_queries(1):
+        assert reminders.reminders_send_due(now=before_any_due) == 0
+    invitation = Invitation.objects.first()
+    Reminder.objects.bulk_create(
+        Reminder(
+            key=f"later:{n}",
+            kind="reminder",
+            invitation=invitation,
+            visit_id=invitation.visit_id,
+            site_id=participant.site_id,
+            sequence=100 + n,
+            due_at=before_any_due + dt.timedelta(days=1, minutes=n),
+            rules_fingerprint="x",
+        )
+        for n in range(500)
+    )
+    with django_assert_num_queries(1):
+        assert reminders.reminders_send_due(now=before_any_due) == 0
+
+
+def test_each_e_mail_costs_one_statement_beyond_its_batch(participant):
+    plan(participant)
+    now = dt.datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
+    due = list(Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).order_by("pk"))
+
+    def statements_to_send(count: int) -> int:
+        with transaction.atomic():
+            Reminder.objects.filter(pk__in=[r.pk for r in due[count:]]).update(
+                due_at=now + dt.timedelta(days=1)
+            )
+            with CaptureQueriesContext(connection) as queries:
+                assert reminders.reminders_send_due(now=now) == count
+            transaction.set_rollback(True)
+        return len(queries)
+
+    assert statements_to_send(6) - statements_to_send(3) == 3
