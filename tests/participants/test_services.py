@@ -307,3 +307,17 @@ def test_audit_history_hides_identifying_values_from_monitors(screen, coordinato
     assert "hidden" in page and "married name" in page
     page = sign_in(client, coordinator).get(f"/audit/participants.screening/{screening.pk}/").content.decode()
     assert "Doe-Smith" in page
+
+
+def test_enrolment_plans_questionnaires_after_commit_through_the_task_by_name(
+    consented, coordinator, celery_eager, django_capture_on_commit_callbacks
+):
+    """participants announces enrolment to pro_measures by task name (it never imports it); with
+    eager tasks the announcement runs in this process, as `.delay()` would, not on the broker."""
+    from pro_measures.models import Invitation
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        participant = services.participant_enroll(actor=coordinator, screening=consented, enrolled_on=TODAY)
+        assert not Invitation.objects.filter(participant=participant).exists()  # not before commit
+    assert len(callbacks) >= 1
+    assert Invitation.objects.filter(participant=participant).exists()
