@@ -169,11 +169,14 @@ def test_coordinator_answers_and_monitor_closes_on_the_detail_page(
 
 
 def test_list_query_count_does_not_grow(
-    completed_visit, monitor, coordinator, client, django_assert_max_num_queries
+    completed_visit, monitor, coordinator, client, django_assert_max_num_queries, monkeypatch
 ):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from trial.data_management import views
+
+    monkeypatch.setattr(views, "QUERY_PAGE_SIZE", 3)  # the larger list fills a page and more
     sign_in(client, coordinator)
     url = reverse("data_management:query-list") + "?state=all"
 
@@ -287,3 +290,27 @@ def test_timeline_shows_the_participants_open_queries(completed_visit, monitor, 
     page = client.get(reverse("participant-timeline", args=[completed_visit.participant_id])).content.decode()
     assert "2 open queries" in page
     assert reverse("data_management:participant-verification", args=[completed_visit.participant_id]) in page
+
+
+def test_list_shows_a_page_at_a_time_and_keeps_the_filters(completed_visit, monitor, client, monkeypatch):
+    from trial.data_management import views
+
+    monkeypatch.setattr(views, "QUERY_PAGE_SIZE", 2)
+    raised = []
+    for day in (5, 6, 7):
+        with time_machine.travel(dt.datetime(2026, 11, day, 15, 0, tzinfo=dt.UTC), tick=False):
+            raised.append(raise_on_length(monitor, completed_visit))
+    newest_first = [q.pk for q in reversed(raised)]
+    sign_in(client, monitor)
+    url = reverse("data_management:query-list")
+    response = client.get(url, {"state": "open"})
+    assert [q.pk for q in response.context["queries"]] == newest_first[:2]
+    page = response.content.decode()
+    assert "3 queries, 1–2 shown" in page
+    nav = page.split('aria-label="Pages of queries"')[1].split("</nav>")[0]
+    assert 'href="?state=open&amp;page=2#query-list"' in nav and 'aria-current="page"' in nav
+    response = client.get(url, {"state": "open", "page": "2"})
+    assert [q.pk for q in response.context["queries"]] == newest_first[2:]
+    for bad, shown in (("abc", newest_first[:2]), ("-5", newest_first[:2]), ("99999", newest_first[2:])):
+        response = client.get(url, {"state": "open", "page": bad})
+        assert response.status_code == 200 and [q.pk for q in response.context["queries"]] == shown, bad

@@ -17,6 +17,7 @@ from pro_measures.models import Invitation, InvitationStatus
 from tests.conftest import sign_in
 from tests.pro_measures.test_patient_pages import new_address  # noqa: F401 - fixture
 from tests.trial.test_synthetic import demo  # noqa: F401 - the demo data fixture
+from trial.data_management import views as data_management_views
 from trial.models import User
 from trial.synthetic import synthetic_seed
 
@@ -74,8 +75,9 @@ def page_counts(urls: dict[str, tuple[str, str]], patient_address: str) -> dict[
 # Committed batches, as in a real database (a signature's time is its transaction's).
 @pytest.mark.django_db(transaction=True)
 def test_every_pages_query_count_is_the_same_with_3_and_15_participants(demo, new_address, monkeypatch):  # noqa: F811
-    # Small pages, so that the today list runs to several pages with more participants.
+    # Small pages, so that the work lists run to several pages with more participants.
     monkeypatch.setattr(visit_views, "TODAY_PAGE_SIZE", 2)
+    monkeypatch.setattr(data_management_views, "QUERY_PAGE_SIZE", 2)
     address = new_address()
     today = timezone.now().date()
     synthetic_seed(participants=3, seed=5, base_date=today)

@@ -20,6 +20,7 @@ from trial.data_management import locking, services, verification
 from trial.data_management.forms import QueryAnswerForm, QueryFilterForm, QueryRaiseForm, QueryReopenForm
 from trial.data_management.models import DataLock, LockScope, Query, QueryState
 from trial.locks import lock_message
+from trial.pagination import PAGE_SIZE, list_page
 
 
 def _form_error(form, exc: ValidationError) -> None:
@@ -30,9 +31,13 @@ def _form_error(form, exc: ValidationError) -> None:
         form.add_error(None, exc)
 
 
+QUERY_PAGE_SIZE = PAGE_SIZE
+
+
 class QueryListView(PermissionRequiredMixin, TemplateView):
     """Queries of the sites the user may see (the current site's when one is chosen), or of one
-    participant (`?participant=`), filtered by state. Four queries however many rows."""
+    participant (`?participant=`), filtered by state, newest first, a page at a time (`?page=`,
+    filters kept). A count and one page, however many rows."""
 
     permission_required = "data_management.view_query"
     template_name = "data_management/query_list.html"
@@ -55,15 +60,15 @@ class QueryListView(PermissionRequiredMixin, TemplateView):
             queries = queries.unresolved()
         elif state != "all":
             queries = queries.filter(state=state)
-        rows = list(queries)
+        page = list_page(queries, query=self.request.GET, per_page=QUERY_PAGE_SIZE, fragment="query-list")
         todays: dict[int, object] = {}
-        for query in rows:
+        for query in page:
             site = query.participant.site
             if site.pk not in todays:
                 todays[site.pk] = site_today(site)
             query.age = query.age_days(on=todays[site.pk])
         return super().get_context_data(
-            form=form, queries=rows, participant=participant, state=state, **kwargs
+            form=form, queries=page, participant=participant, state=state, **kwargs
         )
 
 
