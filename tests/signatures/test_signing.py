@@ -12,9 +12,11 @@ from django_otp.oath import totp
 
 from lesions.models import UltrasoundMeasurement
 from lesions.services import LesionRow, visit_lesions_save
+from participants import visits as visit_services
 from tests.conftest import sign_in
 from tests.factories import DEFAULT_PASSWORD
 from tests.reports.conftest import (  # noqa: F401 - shared fixtures
+    TODAY,
     baseline,
     completed_visit,
     consent_v1,
@@ -211,3 +213,66 @@ def test_queue_lists_unsigned_visits_and_signs_several(client, completed_visit, 
     # The visit left the queue; the eligibility confirmed without a signature still waits.
     page = client.get("/signatures/queue/").content.decode()
     assert 'data-testid="queue-row"' not in page and 'data-testid="queue-eligibility-row"' in page
+
+
+@pytest.fixture
+def two_completed_visits(completed_visit, coordinator, django_capture_on_commit_callbacks):  # noqa: F811
+    """The completed baseline and a completed unscheduled visit on the same day (queued after it)."""
+    with django_capture_on_commit_callbacks(execute=False):
+        extra = visit_services.visit_add_unscheduled(
+            actor=coordinator, participant=completed_visit.participant, visit_date=TODAY, reason="flare"
+        )
+        extra = visit_services.visit_complete(actor=coordinator, visit=extra, visit_date=TODAY)
+    return completed_visit, extra
+
+
+def queued_visits(response) -> list[int]:
+    assert response.status_code in (200, 400)
+    return [v.pk for v in response.context["visits"]]
+
+
+def test_queue_shows_a_page_of_each_kind_with_its_total(
+    client,
+    two_completed_visits,
+    investigator,  # noqa: F811
+    monkeypatch,
+):
+    from trial.signatures import views
+
+    monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 1)
+    first, second = two_completed_visits
+    sign_in(client, investigator)
+    response = client.get("/signatures/queue/")
+    assert queued_visits(response) == [first.pk]
+    page = response.content.decode()
+    assert "2 visits waiting, 1–1 shown" in page
+    nav = page.split('aria-label="Pages of visits waiting"')[1].split("</nav>")[0]
+    assert 'href="?visits_page=2#queue-visits"' in nav and 'aria-current="page"' in nav
+    # The eligibility list keeps its own (single) page.
+    assert 'data-testid="queue-eligibility-row"' in page
+    assert queued_visits(client.get("/signatures/queue/", {"visits_page": "2"})) == [second.pk]
+    for bad, shown in (("abc", first), ("-1", first), ("0", first), ("99999", second)):
+        assert queued_visits(client.get("/signatures/queue/", {"visits_page": bad})) == [shown.pk], bad
+
+
+def test_queue_signs_only_ticked_items_of_the_pages_shown(
+    client,
+    two_completed_visits,
+    investigator,  # noqa: F811
+    monkeypatch,
+):
+    from trial.signatures import views
+
+    monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 1)
+    first, second = two_completed_visits
+    sign_in(client, investigator)
+    post = {"visits": [second.pk], "meaning": "reviewed_approved", "password": DEFAULT_PASSWORD}
+    # The second visit is on page 2: a POST from page 1 cannot sign it, nor anything else.
+    response = client.post("/signatures/queue/", post)
+    assert response.status_code == 400 and not Signature.objects.exists()
+    assert queued_visits(response) == [first.pk]
+    response = client.post("/signatures/queue/?visits_page=2", post)
+    assert response.status_code == 302 and response["Location"] == "/signatures/queue/?visits_page=2"
+    assert [s.visit for s in Signature.objects.all()] == [second]
+    # Back on the same address, past the end now: the last page left, with the first visit.
+    assert queued_visits(client.get(response["Location"])) == [first.pk]

@@ -19,6 +19,7 @@ from tests.pro_measures.test_patient_pages import new_address  # noqa: F401 - fi
 from tests.trial.test_synthetic import demo  # noqa: F401 - the demo data fixture
 from trial.data_management import views as data_management_views
 from trial.models import User
+from trial.signatures import views as signature_views
 from trial.synthetic import synthetic_seed
 
 
@@ -78,6 +79,7 @@ def test_every_pages_query_count_is_the_same_with_3_and_15_participants(demo, ne
     # Small pages, so that the work lists run to several pages with more participants.
     monkeypatch.setattr(visit_views, "TODAY_PAGE_SIZE", 2)
     monkeypatch.setattr(data_management_views, "QUERY_PAGE_SIZE", 2)
+    monkeypatch.setattr(signature_views, "QUEUE_PAGE_SIZE", 2)
     address = new_address()
     today = timezone.now().date()
     synthetic_seed(participants=3, seed=5, base_date=today)

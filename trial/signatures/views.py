@@ -16,6 +16,7 @@ from django.utils.translation import ngettext
 from django.views.generic import TemplateView
 
 from participants.views import eligibility_panel_context
+from trial.pagination import PAGE_SIZE, ListPage, list_page
 from trial.reports import services as report_services
 from trial.reports.content import sha256_of
 from trial.reports.data import report_data
@@ -157,46 +158,63 @@ class EndOfStudySignView(SubjectSignView):
         }
 
 
+QUEUE_PAGE_SIZE = PAGE_SIZE  # items of each kind per page
+
+# Each kind of waiting item: the QueueSignForm field (and template variable) and its anchor.
+QUEUE_KINDS = (
+    ("visits", services.visits_to_sign, "queue-visits"),
+    ("screenings", services.eligibility_to_sign, "queue-eligibility"),
+    ("participants", services.ends_of_study_to_sign, "queue-end-of-study"),
+)
+
+
 class QueueView(PermissionRequiredMixin, TemplateView):
     """Everything waiting for a signature at the investigator's sites - completed visits, eligible
     checklists, ends of study - with the ones whose signature was voided by an edit marked; sign
-    one or several after review."""
+    one or several after review. Each kind a page at a time (`?visits_page=`, `?screenings_page=`,
+    `?participants_page=`); the sign form covers the pages shown, and its POST (to the same
+    address) can sign only items of those pages that still wait. Queries: a count and a page of
+    each kind, however many wait."""
 
     permission_required = "signatures.sign_visit"
     template_name = "signatures/queue.html"
 
-    def queue(self) -> dict[str, list[Model]]:
+    def queue(self) -> dict[str, ListPage]:
         user = self.request.user
         # Signatures whose records changed become void before the lists are drawn.
         services.signatures_verify_changed(Signature.objects.visible_to(user))
         return {
-            "visits": list(services.visits_to_sign(user)),
-            "screenings": list(services.eligibility_to_sign(user)),
-            "participants": list(services.ends_of_study_to_sign(user)),
+            name: list_page(
+                waiting(user),
+                query=self.request.GET,
+                param=f"{name}_page",
+                per_page=QUEUE_PAGE_SIZE,
+                fragment=fragment,
+            )
+            for name, waiting, fragment in QUEUE_KINDS
         }
 
-    def form(self, queue: dict[str, list[Model]], data=None) -> QueueSignForm:
+    def form(self, queue: dict[str, ListPage], data=None) -> QueueSignForm:
         return QueueSignForm(
             data,
             code_required=services.second_factor_due(self.request.session),
-            choices={name: [(s.pk, str(s)) for s in subjects] for name, subjects in queue.items()},
+            choices={name: [(s.pk, str(s)) for s in page] for name, page in queue.items()},
         )
 
     def get_context_data(self, **kwargs):
         queue = kwargs.pop("queue", None) or self.queue()
         kwargs.setdefault("form", self.form(queue))
-        return super().get_context_data(
-            **queue, waiting=sum(len(items) for items in queue.values()), **kwargs
-        )
+        return super().get_context_data(**queue, waiting=sum(page.count for page in queue.values()), **kwargs)
 
     def post(self, request, *args, **kwargs):
         queue = self.queue()
         form = self.form(queue, request.POST)
         if form.is_valid():
+            # Only items of the pages shown (the form's choices), each checked again by the service.
             chosen = [
                 subject
-                for name, subjects in queue.items()
-                for subject in subjects
+                for name, page in queue.items()
+                for subject in page
                 if subject.pk in set(form.cleaned_data[name])
             ]
             try:
@@ -215,7 +233,8 @@ class QueueView(PermissionRequiredMixin, TemplateView):
                     request,
                     ngettext("%(n)d item signed.", "%(n)d items signed.", len(signed)) % {"n": len(signed)},
                 )
-                return redirect("signatures:queue")
+                # Back to the same pages (a page emptied by the signing shows the last one left).
+                return redirect(request.get_full_path())
         return self.render_to_response(self.get_context_data(form=form, queue=queue), status=400)
 
 
