@@ -25,6 +25,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_safe
 
 from lesions.dicom import services
 from lesions.dicom.calibration import CalibrationError, no_calibration_reason
@@ -342,6 +343,7 @@ class DicomFileMixin(PermissionRequiredMixin):
         )
 
 
+@method_decorator(require_safe, name="dispatch")  # GET and HEAD only, 405 before anything else
 class DicomStatusView(DicomFileMixin, View):
     """JSON for the page's polling: pending -> ready or rejected (with the reason)."""
 
@@ -364,6 +366,7 @@ def _private_file(name: str, *, content_type: str, filename: str | None = None) 
     return response
 
 
+@method_decorator(require_safe, name="dispatch")  # GET and HEAD only, 405 before anything else
 class DicomFrameView(DicomFileMixin, View):
     def get(self, request, *args, **kwargs):
         paths = self.dicom_file.preview_paths
@@ -373,6 +376,7 @@ class DicomFrameView(DicomFileMixin, View):
         return _private_file(paths[number - 1], content_type="image/png")
 
 
+@method_decorator(require_safe, name="dispatch")  # GET and HEAD only, 405 before anything else
 class DicomDownloadView(DicomFileMixin, View):
     """The de-identified file (the original is never kept)."""
 

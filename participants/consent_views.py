@@ -21,9 +21,11 @@ from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse_lazy
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views import View
+from django.views.decorators.http import require_safe
 from django.views.generic import FormView, TemplateView
 
 from participants import services
@@ -203,6 +205,7 @@ def _sha256_of(handle) -> str:
     return digest.hexdigest()
 
 
+@method_decorator(require_safe, name="dispatch")  # GET and HEAD only, 405 before anything else
 class ConsentDocumentDownloadView(PermissionRequiredMixin, View):
     """The approved PDF, from storage, only if it is still the file that was approved: its SHA-256
     must match the one recorded at upload, or it is not served (21 CFR 11.10(a), (c))."""

@@ -17,8 +17,10 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
 
 from participants.models import (
@@ -221,6 +223,7 @@ def _csv_safe(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+@method_decorator(require_safe, name="dispatch")  # the page and its CSV: GET and HEAD only
 class ScreeningLogView(PermissionRequiredMixin, TemplateView):
     """`?format=csv` downloads the same log (with the same filters) as CSV."""
 

@@ -23,8 +23,10 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
+from django.views.decorators.http import require_safe
 from django.views.generic import FormView, TemplateView
 
 from participants.models import Participant, ParticipantStatus
@@ -484,11 +486,11 @@ def _fhir_download(resource, file_name: str) -> HttpResponse:
     return response
 
 
+@method_decorator(require_safe, name="dispatch")  # GET and HEAD only, 405 before anything else
 class QuestionnaireFhirView(PermissionRequiredMixin, View):
     """An instrument's definition as a FHIR R4 Questionnaire."""
 
     permission_required = "pro_measures.view_invitation"
-    http_method_names = ["get", "head"]
 
     def get(self, request, code: str):
         definition = INSTRUMENTS.get(code)
@@ -499,11 +501,11 @@ class QuestionnaireFhirView(PermissionRequiredMixin, View):
         )
 
 
+@method_decorator(require_safe, name="dispatch")  # GET and HEAD only, 405 before anything else
 class QuestionnaireResponseFhirView(InvitationScopedMixin, View):
     """A response as a FHIR R4 QuestionnaireResponse (subject: the study id only)."""
 
     permission_required = "pro_measures.view_response"
-    http_method_names = ["get", "head"]
 
     def get(self, request, pk: int):
         invitation = self.invitation

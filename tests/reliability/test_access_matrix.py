@@ -15,10 +15,10 @@ import re
 
 import pytest
 import time_machine
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import URLResolver, get_resolver, reverse
 
-from tests.reliability.access_matrix import ACTORS, ADMIN_PREFIX, MATRIX, Row
+from tests.reliability.access_matrix import ACTORS, ADMIN_PREFIX, DOWNLOADS, MATRIX, Row
 from tests.reliability.access_world import build_world
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +120,59 @@ def test_unauthorised_posts_never_succeed():
                     assert answers is None or "500" not in answers[actor], (row.name, actor)
                 if post and get and get[actor] in ("LOG", "2FA", "403", "404"):
                     assert not SUCCESS.match(post[actor]), (row.name, scope, actor, get[actor], post[actor])
+
+
+def rows_written() -> int:
+    """Rows inserted, updated or deleted so far by this transaction, in every table but the
+    sessions' (a request may refresh its session's last-seen time)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables"
+            " WHERE relname <> 'django_session'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_every_download_has_a_row_that_refuses_posts():
+    for name in DOWNLOADS:
+        assert name in ROWS, name
+        for scope in ("own", "other"):
+            post = ROWS[name].answers("post", scope)
+            assert post is None or not any(SUCCESS.match(answer) for answer in post.values()), (name, scope)
+        assert ROWS[name].post is not None, f"{name}: the matrix should show its POST refused"
+
+
+@pytest.mark.parametrize("name", list(DOWNLOADS))
+def test_downloads_answer_get_and_head_only_and_other_methods_change_nothing(world, name):
+    """Issue #10: downloads accepted a POST (a report's POST was even recorded as a download).
+    Now POST, PUT, PATCH and DELETE get 405 with `Allow: GET, HEAD`, write nothing, and the
+    download itself still works for someone who may have it."""
+    row = ROWS[name]
+    url = reverse(name, kwargs=world.own.kwargs[row.kwargs] if row.kwargs else None)
+    client = world.client(DOWNLOADS[name])
+    with transaction.atomic():
+        got = client.get(url)
+        assert got.status_code == 200, (name, got.status_code)
+        before = rows_written()
+        head = client.head(url)
+        assert head.status_code == 200 and head["Content-Type"] == got["Content-Type"], name
+        assert not (b"".join(head.streaming_content) if head.streaming else head.content), name
+        for method in ("post", "put", "patch", "delete"):
+            refused = getattr(client, method)(url, data={"anything": "1"})
+            assert refused.status_code == 405, (name, method, refused.status_code)
+            assert refused["Allow"] == "GET, HEAD", (name, method, refused["Allow"])
+        assert rows_written() == before, f"{name}: a HEAD or a refused method wrote to the database"
+        transaction.set_rollback(True)
+
+
+def test_a_report_download_is_recorded_and_a_head_is_not(world):
+    """The check above can see a write: a GET of a report records who downloaded it."""
+    url = reverse("reports:report-download", kwargs=world.own.kwargs["report"])
+    client = world.client("investigator")
+    with transaction.atomic():
+        before = rows_written()
+        assert client.head(url).status_code == 200
+        assert rows_written() == before
+        assert client.get(url).status_code == 200
+        assert rows_written() > before
+        transaction.set_rollback(True)

@@ -10,6 +10,7 @@ from django.http import FileResponse, Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
 
 from trial.exports import services
 from trial.exports.forms import ExportRequestForm
@@ -59,6 +60,7 @@ def _own_job(request: HttpRequest, pk: int) -> ExportJob:
     return job
 
 
+@require_safe  # read-only, like the download: 405 to anything but GET and HEAD
 @permission_required(services.EXPORT_PERMISSION, raise_exception=True)
 def export_status_view(request: HttpRequest, pk: int):
     """The job's progress for the exports page's script (static/js/export_progress.js)."""
@@ -82,6 +84,7 @@ def export_status_view(request: HttpRequest, pk: int):
     return response
 
 
+@require_safe
 @permission_required(services.EXPORT_PERMISSION, raise_exception=True)
 def export_download_view(request: HttpRequest, pk: int):
     job = _own_job(request, pk)

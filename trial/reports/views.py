@@ -10,7 +10,7 @@ from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from participants.models import Visit, VisitStatus
 from trial.network import client_address
@@ -32,14 +32,18 @@ def report_generate_view(request: HttpRequest, pk: int):
     return redirect(reverse("signatures:visit-sign", args=[visit.pk]))
 
 
+# Downloads answer GET and HEAD only (405 to anything else, before any other check): a download
+# changes nothing but its own access record, which a HEAD (headers only, no file) does not make.
+@require_safe
 @permission_required("reports.view_visitreport", raise_exception=True)
 def report_download_view(request: HttpRequest, pk: int):
     report = get_object_or_404(
         VisitReport.objects.visible_to(request.user).select_related("visit__participant__site"), pk=pk
     )
-    services.report_download_record(
-        actor=request.user, report=report, remote_addr=client_address(request) or None
-    )
+    if request.method == "GET":
+        services.report_download_record(
+            actor=request.user, report=report, remote_addr=client_address(request) or None
+        )
     response = FileResponse(report.pdf.open("rb"), as_attachment=True, filename=report.filename)
     response["Content-Type"] = "application/pdf"
     response["Cache-Control"] = "no-store"
