@@ -77,3 +77,37 @@ def test_monitor_raises_coordinator_answers_monitor_closes(
 
     visit(baseline.get_absolute_url(), "visit-page-closed")
     expect(page.get_by_test_id("query-badge")).to_contain_text("No open queries")
+
+
+def test_query_list_pages_through_an_accessible_pagination_control(
+    study,  # noqa: F811
+    make_user,
+    page,
+    signed_in_page,
+    visit,
+    checkpoint,
+    monkeypatch,
+):
+    from trial.data_management import services
+    from trial.data_management import views as query_views
+
+    monkeypatch.setattr(query_views, "QUERY_PAGE_SIZE", 2)
+    participant, coordinator, _investigator = study
+    baseline = participant.visits.get(code="W0")
+    visits.visit_complete(actor=coordinator, visit=baseline, visit_date=site_today(participant.site))
+    monitor = make_user(role=Role.MONITOR, sites=[participant.site], full_name="Mona Monitor")
+    for number in range(3):
+        services.query_raise(actor=monitor, record=baseline, field_name="visit_date", text=f"Check {number}")
+
+    signed_in_page(monitor)
+    visit(reverse("data_management:query-list") + "?state=all", "query-list-page-1")
+    expect(page.get_by_test_id("query-row")).to_have_count(2)
+    pages = page.get_by_role("navigation", name="Pages of queries")
+    expect(pages.get_by_role("link", name="Page 1")).to_have_attribute("aria-current", "page")
+    pages.get_by_role("link", name="Next").click()
+    checkpoint("query-list-page-2")
+    expect(page.get_by_test_id("query-row")).to_have_count(1)
+    expect(page.get_by_label("State")).to_have_value("all")
+    expect(
+        page.get_by_role("navigation", name="Pages of queries").get_by_role("link", name="Page 2")
+    ).to_have_attribute("aria-current", "page")
