@@ -404,7 +404,7 @@ class CaliperView(DicomFileMixin, View):
             points = payload.get("points") or {}
             if not isinstance(points, dict):
                 raise ValueError
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, OverflowError):  # OverflowError: int(inf)
             return JsonResponse({"error": _("The caliper request could not be read.")}, status=400)
         try:
             distances = services.caliper_distances(dicom_file=dicom_file, frame_number=frame, points=points)

@@ -254,7 +254,7 @@ def _point(value: Any) -> tuple[float, float]:
     try:
         x, y = value
         return float(x), float(y)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int past any float
         raise CalibrationError(_("A caliper point is not an (x, y) pixel position.")) from exc
 
 

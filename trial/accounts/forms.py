@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import forms as auth_forms
+from django.core.validators import MaxLengthValidator
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
@@ -19,6 +20,10 @@ class LoginForm(auth_forms.AuthenticationForm):
         super().__init__(*args, **kwargs)
         # An e-mail keyboard on phones; autocomplete="username" is already set by Django.
         self.fields["username"].widget.input_type = "email"
+        # Django sets the field's max_length after creating it, so nothing enforces it: a longer
+        # "address" (no account has one) went on to django-axes, whose failed-attempt record
+        # cannot hold it (a server error). Refused here, before anyone is looked up.
+        self.fields["username"].validators.append(MaxLengthValidator(self.fields["username"].max_length))
 
     def clean_username(self):
         # Addresses are stored in lower case (UserManager.create_user); accept any case, and

@@ -37,3 +37,19 @@ class QueryFilterForm(forms.Form):
         choices=[("", _("Open or answered")), ("all", _("All")), *QueryState.choices],
     )
     participant = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+
+class LockReasonForm(forms.Form):
+    """Why a lock is set (optional) or released (required): at most what the lock keeps, so a
+    longer text is refused rather than cut short; CharField refuses NUL characters."""
+
+    reason = forms.CharField(max_length=300, required=False)
+
+    def __init__(self, *args, required: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if required:
+            self.fields["reason"].required = True
+            self.fields["reason"].error_messages["required"] = _("Give a reason for unlocking.")
+
+    def problem(self) -> str:
+        return " ".join(self.errors.get("reason", []))

@@ -7,7 +7,7 @@ from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -17,7 +17,13 @@ from django.views.generic import FormView, TemplateView, View
 from participants.models import Participant, Visit
 from participants.visits import site_today
 from trial.data_management import locking, services, verification
-from trial.data_management.forms import QueryAnswerForm, QueryFilterForm, QueryRaiseForm, QueryReopenForm
+from trial.data_management.forms import (
+    LockReasonForm,
+    QueryAnswerForm,
+    QueryFilterForm,
+    QueryRaiseForm,
+    QueryReopenForm,
+)
 from trial.data_management.models import DataLock, LockScope, Query, QueryState
 from trial.locks import lock_message
 from trial.pagination import PAGE_SIZE, list_page
@@ -315,8 +321,12 @@ class RecordVerificationView(PermissionRequiredMixin, RecordPageMixin, TemplateV
     def post(self, request, *args, **kwargs):
         if not request.user.has_perm("data_management.verify_source"):
             raise PermissionDenied
-        fields = request.POST.getlist("field") if request.POST.get("action") == "fields" else []
-        if request.POST.get("action") == "fields" and not fields:
+        action = request.POST.get("action") or "form"
+        if action not in ("form", "fields"):
+            messages.error(request, _("Choose one of the page's buttons."))
+            return redirect(request.path)
+        fields = request.POST.getlist("field") if action == "fields" else []
+        if action == "fields" and not fields:
             messages.error(request, _("Choose the fields you compared with the source."))
             return redirect(request.path)
         try:
@@ -354,7 +364,8 @@ class LockListView(PermissionRequiredMixin, TemplateView):
 
 
 class LockCreateView(PermissionRequiredMixin, View):
-    """POST scope=visit|participant|study and the id: lock, then back to where it was asked."""
+    """POST scope=visit|participant|study and the id: lock, then back to where it was asked.
+    A scope or id that names nothing is a 404; a reason the lock cannot keep is refused."""
 
     permission_required = "data_management.manage_locks"
 
@@ -363,20 +374,27 @@ class LockCreateView(PermissionRequiredMixin, View):
         kwargs = {}
         if scope == LockScope.VISIT:
             kwargs["visit"] = get_object_or_404(
-                Visit.objects.visible_to(request.user), pk=request.POST.get("id")
+                Visit.objects.visible_to(request.user), pk=_record_id(request.POST.get("id"))
             )
         elif scope == LockScope.PARTICIPANT:
             kwargs["participant"] = get_object_or_404(
-                Participant.objects.visible_to(request.user), pk=request.POST.get("id")
+                Participant.objects.visible_to(request.user), pk=_record_id(request.POST.get("id"))
             )
         elif scope != LockScope.STUDY:
             raise Http404
+        back = HttpResponseRedirect(
+            url_has_allowed_host_and_scheme_or(request, reverse("data_management:lock-list"))
+        )
+        form = LockReasonForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, form.problem())
+            return back
         try:
-            locking.lock_create(actor=request.user, reason=request.POST.get("reason", "")[:300], **kwargs)
+            locking.lock_create(actor=request.user, reason=form.cleaned_data["reason"], **kwargs)
             messages.success(request, _("Locked."))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
-        return redirect(url_has_allowed_host_and_scheme_or(request, reverse("data_management:lock-list")))
+        return back
 
 
 class LockReleaseView(PermissionRequiredMixin, View):
@@ -384,12 +402,27 @@ class LockReleaseView(PermissionRequiredMixin, View):
 
     def post(self, request, pk):
         lock = get_object_or_404(DataLock.objects.visible_to(request.user), pk=pk)
+        form = LockReasonForm(request.POST, required=True)
+        if not form.is_valid():
+            messages.error(request, form.problem())
+            return redirect("data_management:lock-list")
         try:
-            locking.lock_release(actor=request.user, lock=lock, reason=request.POST.get("reason", ""))
+            locking.lock_release(actor=request.user, lock=lock, reason=form.cleaned_data["reason"])
             messages.success(request, _("Unlocked."))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         return redirect("data_management:lock-list")
+
+
+def _record_id(value) -> int:
+    """The primary key a hidden field names; a value that cannot be one names nothing (404)."""
+    try:
+        pk = int(value)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    if not 0 < pk < 2**63:
+        raise Http404
+    return pk
 
 
 def url_has_allowed_host_and_scheme_or(request, fallback: str) -> str:
@@ -397,6 +430,7 @@ def url_has_allowed_host_and_scheme_or(request, fallback: str) -> str:
     from django.utils.http import url_has_allowed_host_and_scheme
 
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+    # A path only: `redirect()` would take any other word for the name of a view.
+    if target.startswith("/") and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return fallback
