@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -313,25 +313,35 @@ def _being_sent() -> RawSQL:
     )
 
 
-def _anything_to_send(now: dt.datetime) -> bool:
-    """One look, outside any transaction: a pending row due by `now`, or a 'sending' row (a lost
-    worker's, or one a live worker is sending). Two arms of one statement, so each state's partial
-    index answers (an OR would scan the table): the same cost over 100 or 100,000 pending rows not
-    yet due."""
-    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).values("pk")
-    sending = Reminder.objects.filter(state=ReminderState.SENDING).values("pk")
-    return due.union(sending, all=True).exists()
+def _states_to_send(now: dt.datetime) -> set[str]:
+    """One look, outside any transaction: is there a pending row due by `now`, a 'sending' row (a
+    lost worker's, or one a live worker is sending), both or neither. Two arms of one statement,
+    so each state's partial index answers (an OR would scan the table): the same cost over 100 or
+    100,000 pending rows not yet due."""
+    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).values_list("state")[:1]
+    sending = Reminder.objects.filter(state=ReminderState.SENDING).values_list("state")[:1]
+    return {state for (state,) in due.union(sending, all=True)}
 
 
-def _load_recipients(batch: list[Reminder], sites: dict[int, Site]) -> None:
+def _load_recipients(batch: list[Reminder], sites: dict[int, Site]) -> set[int]:
     """The claimed rows' invitations and visits with their participants (a query each, none per
-    row), and their sites from the tick's own copy (read when a batch first needs one)."""
+    row), and their sites from the tick's own copy (read when a batch first needs one). Returns
+    the ids of those participants the study may still contact."""
+    may_contact = Exists(Participant.objects.contactable().filter(pk=OuterRef("participant_id")))
     invitation_ids = {row.invitation_id for row in batch if row.invitation_id}
     visit_ids = {row.visit_id for row in batch if row.visit_id and not row.invitation_id}
     invitations = (
-        Invitation.objects.select_related("participant").in_bulk(invitation_ids) if invitation_ids else {}
+        Invitation.objects.select_related("participant")
+        .annotate(may_contact=may_contact)
+        .in_bulk(invitation_ids)
+        if invitation_ids
+        else {}
     )
-    visits = Visit.objects.select_related("participant").in_bulk(visit_ids) if visit_ids else {}
+    visits = (
+        Visit.objects.select_related("participant").annotate(may_contact=may_contact).in_bulk(visit_ids)
+        if visit_ids
+        else {}
+    )
     for row in batch:
         if row.invitation_id:
             row.invitation = invitations[row.invitation_id]
@@ -347,6 +357,7 @@ def _load_recipients(batch: list[Reminder], sites: dict[int, Site]) -> None:
     for row in batch:
         if _is_digest(row):
             row.site = sites[row.site_id]
+    return {item.participant_id for item in [*invitations.values(), *visits.values()] if item.may_contact}
 
 
 def _is_digest(row: Reminder) -> bool:
@@ -358,11 +369,14 @@ def _participant(row: Reminder) -> Participant:
 
 
 @transaction.atomic
-def _claim(now: dt.datetime, batch_size: int, sites: dict[int, Site]) -> tuple[list[Reminder], bool]:
-    """Claim up to `batch_size` reminders for this worker: due pending rows, and 'sending' rows
-    whose worker is gone (no one holds their sending lock). Rows that must not go out any more
-    are cancelled here. Returns the rows to send, with this session holding their sending locks,
-    and whether there was anything to look at (all cancelled is not the end of the due rows)."""
+def _claim(
+    now: dt.datetime, batch_size: int, sites: dict[int, Site], *, lost: bool = True
+) -> tuple[list[Reminder], bool]:
+    """Claim up to `batch_size` reminders for this worker: due pending rows, and (if `lost`: the
+    tick saw some) 'sending' rows whose worker is gone (no one holds their sending lock). Rows that
+    must not go out any more are cancelled here. Returns the rows to send, with this session
+    holding their sending locks, and whether there was anything to look at (all cancelled is not
+    the end of the due rows)."""
     # Skip rows another live worker is sending, so the batch is work this worker can do. One table
     # only: the rows' invitations and participants are read once the batch is known.
     claimable = (
@@ -371,7 +385,7 @@ def _claim(now: dt.datetime, batch_size: int, sites: dict[int, Site]) -> tuple[l
         .order_by("due_at", "id")
     )
     # A lost worker's 'sending' rows first, then pending rows due now (each by its own index).
-    candidates = list(claimable.filter(state=ReminderState.SENDING)[:batch_size])
+    candidates = list(claimable.filter(state=ReminderState.SENDING)[:batch_size]) if lost else []
     candidates += claimable.filter(state=ReminderState.PENDING, due_at__lte=now)[
         : batch_size - len(candidates)
     ]
@@ -379,12 +393,7 @@ def _claim(now: dt.datetime, batch_size: int, sites: dict[int, Site]) -> tuple[l
     batch = [row for row in candidates if row.pk in mine]
     if not batch:
         return [], False
-    _load_recipients(batch, sites)
-    # Who may still be contacted: one query per batch, not one per reminder.
-    participant_ids = {_participant(row).pk for row in batch if not _is_digest(row)}
-    contactable_ids = set(
-        Participant.objects.contactable().filter(pk__in=participant_ids).values_list("pk", flat=True)
-    )
+    contactable_ids = _load_recipients(batch, sites)
     claimed, released = [], []
     for row in batch:
         reason = _why_not(row, now, contactable_ids)
@@ -550,16 +559,19 @@ def reminders_send_due(
     server's acceptance and our commit are two systems (RFC 1047). Likewise a connection that
     breaks after the end of DATA but before the server's reply is retried later as a failure.
 
-    With nothing due the tick is one indexed look (`_anything_to_send`), whatever the number of
+    With nothing due the tick is one indexed look (`_states_to_send`), whatever the number of
     pending rows not yet due.
     """
     now = now or timezone.now()
-    if not _anything_to_send(now):
+    states = _states_to_send(now)
+    if not states:
         return 0
+    # A worker lost during this tick leaves its 'sending' row to the next tick, a minute later.
+    lost = ReminderState.SENDING in states
     sent = 0
     sites: dict[int, Site] = {}  # read once per tick, when the first batch needs them
     for _batch in range(max_batches):
-        batch, found = _claim(now, batch_size, sites)
+        batch, found = _claim(now, batch_size, sites, lost=lost)
         if not found:
             break
         try:
