@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 from django.db import models
@@ -14,7 +14,7 @@ from django.db import models
 from trial.exports.audit_trail import audit_entries
 from trial.exports.deidentify import Deidentifier
 from trial.exports.dictionary import DICTIONARY_HEADER, FORMS, FormSpec, dictionary_rows
-from trial.exports.records import UserNames, form_records, format_timestamp, format_value
+from trial.exports.records import EMPTY, UserNames, form_records, format_timestamp, format_value
 
 # OWASP CSV injection: a spreadsheet runs a cell starting with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -69,6 +69,11 @@ class SafeWriter:
         self._writer.writerow([safe_cell(c) for c in cells])
         self.rows += 1
 
+    def safe_rows(self, rows: list[tuple[str, ...]]) -> None:
+        """Rows whose cells have been through `safe_cell` already."""
+        self._writer.writerows(rows)
+        self.rows += len(rows)
+
 
 def write_dictionary(out: TextIO, **_kwargs) -> int:
     writer = SafeWriter(out)
@@ -90,62 +95,122 @@ def write_long(
     study days and the study id is a pseudonym (HIPAA Safe Harbor)."""
     writer = SafeWriter(out)
     writer.header(LONG_HEADER)
-    names = UserNames()
+    if deidentifier is None:
+        rows = _long_rows(participants, progress)
+    else:
+        rows = _deidentified_rows(participants, progress, deidentifier)
+    for chunk in _chunks(rows, 1000):
+        writer.safe_rows(chunk)
+    return writer.rows
+
+
+def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _long_rows(participants: models.QuerySet, progress: Progress) -> Iterator[tuple]:
+    """The long format's rows, every cell already passed through `safe_cell`.
+
+    Per row only the value is formatted and checked: the other cells are the record's (once per
+    record), the field's (once per export) or the audit event's (once per event and user)."""
+    names = _SafeNames()
     done = 0
     for spec in FORMS:
-        fields = [f for f in spec.fields if deidentifier is None or deidentifier.keeps(f)]
+        code = safe_cell(spec.code)
+        plan = [(i, f, safe_cell(f.name), safe_cell(f.unit)) for i, f in enumerate(spec.fields)]
         for record in form_records(spec, participants):
+            lead = (
+                safe_cell(record.participant.study_id),
+                safe_cell(record.site_code),
+                safe_cell(record.visit.code) if record.visit else "",
+                code,
+                str(record.pk),
+            )
+            entered = record.entered
+            values = record.values
+            for i, f, name, unit in plan:
+                value = values[i]
+                if value in EMPTY:
+                    continue
+                at = entered.get(f.name)
+                yield (
+                    *lead,
+                    name,
+                    safe_cell(format_value(f, value)),
+                    unit,
+                    at.stamp if at else "",
+                    names(at.user_id) if at else "",
+                )
+            done += 1
+            progress(done)
+
+
+def _deidentified_rows(
+    participants: models.QuerySet, progress: Progress, deidentifier: Deidentifier
+) -> Iterator[tuple]:
+    done = 0
+    for spec in FORMS:
+        fields = [f for f in spec.fields if deidentifier.keeps(f)]
+        for record in form_records(spec, participants):
+            subject = deidentifier.subject_key(record.participant)
             for f in fields:
                 value = record.raw(f)
-                if value in (None, "", []):
+                if value in EMPTY:
                     continue
                 entered = record.entered.get(f.name)
-                if deidentifier is None:
-                    cells = (
-                        record.study_id,
+                yield _safe(
+                    (
+                        subject,
                         record.site_code,
                         record.visit_code,
                         spec.code,
-                        record.obj.pk,
-                        f.name,
-                        format_value(f, value),
-                        f.unit,
-                        format_timestamp(entered.at if entered else None),
-                        names(entered.user_id if entered else None),
-                    )
-                else:
-                    cells = (
-                        deidentifier.subject_key(record.participant),
-                        record.site_code,
-                        record.visit_code,
-                        spec.code,
-                        record.obj.pk,
+                        record.pk,
                         f.name,
                         deidentifier.value(record, f, value),
                         "study day" if f.is_date and f.data_type != "partialDate" else f.unit,
                         deidentifier.study_day(record.participant, entered.at) if entered else "",
                         "",
                     )
-                writer.row(cells)
-            if deidentifier is not None:
-                for name, value in deidentifier.derived(record):
-                    writer.row(
-                        (
-                            deidentifier.subject_key(record.participant),
-                            record.site_code,
-                            record.visit_code,
-                            spec.code,
-                            record.obj.pk,
-                            name,
-                            value,
-                            "years",
-                            "",
-                            "",
-                        )
+                )
+            for name, value in deidentifier.derived(record):
+                yield _safe(
+                    (
+                        subject,
+                        record.site_code,
+                        record.visit_code,
+                        spec.code,
+                        record.pk,
+                        name,
+                        value,
+                        "years",
+                        "",
+                        "",
                     )
+                )
             done += 1
             progress(done)
-    return writer.rows
+
+
+def _safe(cells: Iterable) -> tuple[str, ...]:
+    return tuple(safe_cell(c) for c in cells)
+
+
+class _SafeNames(UserNames):
+    """Audit names as safe cells (a name could start with "=")."""
+
+    def __call__(self, user_id: int | None) -> str:
+        if user_id is None:
+            return ""
+        if user_id not in self._names:
+            self._names[user_id] = safe_cell(super().__call__(user_id))
+        return self._names[user_id]
 
 
 def write_wide(
@@ -160,8 +225,8 @@ def write_wide(
                 record.study_id,
                 record.site_code,
                 record.visit_code,
-                record.obj.pk,
-                *(format_value(f, record.raw(f)) for f in form.fields),
+                record.pk,
+                *(format_value(f, value) for f, value in zip(form.fields, record.values, strict=True)),
             )
         )
         progress(writer.rows)

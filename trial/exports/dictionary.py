@@ -65,6 +65,11 @@ class FormSpec:
     def fields(self) -> tuple[ExportField, ...]:
         return tuple(form_fields(self))
 
+    @cached_property
+    def field_index(self) -> dict[str, int]:
+        """Field name -> its position in `fields` (and in a `records.Record`'s values)."""
+        return {f.name: i for i, f in enumerate(self.fields)}
+
     def field(self, name: str) -> ExportField:
         return next(f for f in self.fields if f.name == name)
 
@@ -86,7 +91,7 @@ class ExportField:
     def label(self) -> str:
         return str(self.field.verbose_name)
 
-    @property
+    @cached_property  # the model field's class decides it: read once per row would cost per row
     def data_type(self) -> str:
         return data_type_of(self.field)
 

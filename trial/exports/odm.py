@@ -271,7 +271,7 @@ def _subject_element(
             sed.append(_signature_element(signature, participant.site.code))
         for record in event_records:
             fd = etree.SubElement(
-                sed, _el("FormData"), FormOID=form_oid(record.spec), FormRepeatKey=str(record.obj.pk)
+                sed, _el("FormData"), FormOID=form_oid(record.spec), FormRepeatKey=str(record.pk)
             )
             ig = etree.SubElement(fd, _el("ItemGroupData"), ItemGroupOID=group_oid(record.spec))
             for f in record.spec.fields:

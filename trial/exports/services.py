@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from participants.models import Participant
 from trial.audit import audit_context
-from trial.exports import audit_pdf, csv_export, fhir_bundle, odm
+from trial.exports import csv_export, fhir_bundle, odm
 from trial.exports.deidentify import Deidentifier
 from trial.exports.dictionary import FORMS, form_by_code
 from trial.exports.models import ExportJob, ExportKind, ExportStatus
@@ -167,6 +167,9 @@ def _write(job, parameters: ExportParameters, participants, user, progress):
     handle = tempfile.TemporaryFile()
     extension = _EXTENSIONS.get(job.kind, "csv")
     if job.kind == ExportKind.AUDIT_TRAIL_PDF:
+        # Imported here: WeasyPrint costs every other export ~5 s and ~40 MB to load.
+        from trial.exports import audit_pdf
+
         scope = (
             _("participant %(study_id)s") % {"study_id": parameters.study_id} if parameters.study_id else ""
         )
