@@ -24,6 +24,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.messages.storage.cookie import CookieStorage
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.contrib.messages.storage.session import SessionStorage
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -163,18 +166,41 @@ class _PatientCsrfMiddleware(CsrfViewMiddleware):
 _patient_csrf_protect = decorator_from_middleware(_PatientCsrfMiddleware)
 
 
+class _PatientCookieMessages(CookieStorage):
+    cookie_name = "patient_messages"
+
+
+class _PatientSessionMessages(SessionStorage):
+    session_key = "_patient_messages"
+
+
+class PatientMessages(FallbackStorage):
+    """The patient pages' own messages, kept apart from a staff session's in the same browser:
+    a staff "Saved." never shows on a patient page, a patient's "Welcome back" never on a staff
+    page."""
+
+    storage_classes = (_PatientCookieMessages, _PatientSessionMessages)
+
+
 def patient_page(view):
     """A page anyone with the link may open (no sign-in), with the patient's CSRF page and the
-    patient headers on every answer, including the error pages."""
+    patient headers on every answer, including the error pages.
+
+    Its URL name must also be in trial.accounts.patient_pages.PATIENT_URL_NAMES, which makes the
+    request anonymous whatever staff session the browser holds."""
     checked = _patient_csrf_protect(view)
 
     @functools.wraps(view)
     def with_headers(request, *args, **kwargs):
+        # MessageMiddleware put the staff store here; its process_response saves whichever store
+        # the request carries, so the patient's messages go to the patient's cookie.
+        request._messages = PatientMessages(request)
         response = checked(request, *args, **kwargs)
         for header, value in PATIENT_HEADERS.items():
             response[header] = value
         return response
 
+    with_headers.patient_page = True  # checked against PATIENT_URL_NAMES by the tests
     # The global CSRF middleware steps aside for `checked`, which does the same check.
     return login_not_required(csrf_exempt(with_headers))
 

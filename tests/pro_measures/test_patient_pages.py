@@ -26,6 +26,7 @@ from django.urls import reverse
 from pro_measures import invitations, reminders, views
 from pro_measures.instruments import INSTRUMENTS, ItemKind
 from pro_measures.models import Invitation, InvitationStatus, Reminder, ReminderState, Response, Score
+from tests.conftest import sign_in
 from trial.audit import event_model_for
 
 pytestmark = pytest.mark.django_db
@@ -627,3 +628,73 @@ def test_other_methods_are_refused_without_an_error(links, patient):
     response = patient.put(start_url(links["pain_nrs"]))
     assert response.status_code == 405
     assert_patient_headers(response)
+
+
+# --- A staff session in the same browser changes nothing (issue #10) ------------------------------
+
+
+def staff_browser(user, new_address, *, second_factor: bool = True) -> Client:
+    """A browser with a staff session: both factors passed, or only the password."""
+    browser = Client(REMOTE_ADDR=new_address())
+    if second_factor:
+        return sign_in(browser, user)
+    browser.force_login(user)  # the password step, and no second factor yet
+    assert browser.get("/")["Location"].startswith("/account/two-factor/")
+    return browser
+
+
+def test_a_half_signed_in_browser_gets_the_patient_pages_not_the_second_factor(
+    links, coordinator, new_address
+):
+    """Was: a staff member who had given the password but not the code was sent to the two-factor
+    page by every patient link opened in that browser."""
+    browser = staff_browser(coordinator, new_address, second_factor=False)
+    token = links["haq_di"]
+    start = browser.get(start_url(token))
+    assert start.status_code == 200 and "Start" in text_of(start)
+    response = post_page(browser, token, 1, HAQ_PAGES["dressing"])
+    assert response.status_code == 302 and response["Location"] == page_url(token, 2)
+    assert saved(invitation_of("haq_di")) == HAQ_PAGES["dressing"]
+    assert browser.get(review_url(token)).status_code == 200
+    # The staff session is as it was: still waiting for the second factor.
+    assert browser.get("/")["Location"].startswith("/account/two-factor/")
+
+
+def test_an_expired_staff_session_does_not_sign_the_patient_page_out(links, coordinator, new_address):
+    browser = staff_browser(coordinator, new_address)
+    assert browser.get("/").status_code == 200
+    with time_machine.travel(NOW + dt.timedelta(hours=2), tick=False):  # past the 30-minute idle limit
+        assert browser.get(start_url(links["pain_nrs"])).status_code == 200
+        assert browser.get("/")["Location"].startswith("/account/login/")
+
+
+def test_nothing_of_a_staff_session_reaches_the_patient_pages(links, participant, coordinator, new_address):
+    """A coordinator's browser: the patient's answers are not the coordinator's in the audit
+    trail, the patient page names no staff member and shows no staff message, and the patient's
+    messages do not appear on the staff pages."""
+    browser = staff_browser(coordinator, new_address)
+    token = links["haq_di"]
+    post_page(browser, token, 1, HAQ_PAGES["dressing"])
+    haq = invitation_of("haq_di")
+    events = event_model_for(Response).objects.filter(pgh_obj_id=haq.response.pk)
+    assert events.exists()
+    for event in events:
+        assert event.pgh_context["actor"] == f"patient via invitation {haq.pk}"
+        assert event.pgh_context.get("user") is None and event.pgh_context.get("site") is None
+
+    # A staff message waiting for the next staff page: "Now working in site ...".
+    site = participant.site
+    chosen = browser.post(reverse("site-select"), {"site": site.pk, "next": reverse("site-list")})
+    assert chosen.status_code == 302
+    staff_message = f"Now working in site {site}"
+
+    page = browser.get(start_url(token), follow=True)  # "Welcome back" and the page to resume
+    assert page.status_code == 200
+    text = text_of(page)
+    assert "Welcome back" in text
+    assert staff_message not in text
+    for staff_detail in (coordinator.full_name, coordinator.email, "Sign out"):
+        assert staff_detail not in text
+    staff_page = text_of(browser.get(chosen["Location"]))
+    assert staff_message in staff_page
+    assert "Welcome back" not in staff_page

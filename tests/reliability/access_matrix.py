@@ -241,18 +241,20 @@ MATRIX: tuple[Row, ...] = (
         get=('LOG LOG 2FA 405 405 405 405 403', 'LOG LOG 2FA 405 405 405 405 403'),
         post=('LOG LOG 2FA 400 400 400 400 403', 'LOG LOG 2FA 404 404 404 400 403')),
     # A patient link opens for whoever holds it (the link is the credential); a link nobody was
-    # given is a 404 that says nothing more (a half-signed-in staff member finishes signing in first).
+    # given is a 404 that says nothing more. Whatever staff session the browser holds plays no part
+    # (trial/accounts/patient_pages.py). Fixed: a half-signed-in session was sent to the second
+    # factor instead.
     Row('pro_measures:questionnaire', 'token',
-        get=('200 200 2FA 200 200 200 200 200', '404 404 2FA 404 404 404 404 404')),
+        get=('200 200 200 200 200 200 200 200', '404 404 404 404 404 404 404 404')),
     Row('pro_measures:questionnaire-page', 'token_page',
-        get=('200 200 2FA 200 200 200 200 200', '404 404 2FA 404 404 404 404 404'),
-        post=('200 200 2FA 200 200 200 200 200', '404 404 2FA 404 404 404 404 404')),
+        get=('200 200 200 200 200 200 200 200', '404 404 404 404 404 404 404 404'),
+        post=('200 200 200 200 200 200 200 200', '404 404 404 404 404 404 404 404')),
     Row('pro_measures:questionnaire-review', 'token',
-        get=('200 200 2FA 200 200 200 200 200', '404 404 2FA 404 404 404 404 404'),
-        post=('200 200 2FA 200 200 200 200 200', '404 404 2FA 404 404 404 404 404')),
+        get=('200 200 200 200 200 200 200 200', '404 404 404 404 404 404 404 404'),
+        post=('200 200 200 200 200 200 200 200', '404 404 404 404 404 404 404 404')),
     # Not submitted yet: back to the questionnaire.
     Row('pro_measures:questionnaire-thanks', 'token',
-        get=('302 302 2FA 302 302 302 302 302', '404 404 2FA 404 404 404 404 404')),
+        get=('302 302 302 302 302 302 302 302', '404 404 404 404 404 404 404 404')),
     Row('pro_measures:invitation-overview', None,
         get=('LOG LOG 2FA 200 200 200 200 403', None)),
     Row('pro_measures:invitation-list', 'participant',
