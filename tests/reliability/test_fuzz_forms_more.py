@@ -7,16 +7,15 @@ and nothing written; never a 500. Three kinds of form need a word more:
 
 - signing refuses a wrong password or code *and records it*: the refused attempt is a row of the
   append-only failure table (21 CFR 11.300(d)), the one write allowed on a refusal;
-- sign-in and the second factor write no clinical record: they either pass (a redirect onwards)
-  or are refused (the page says why, or the account is locked: 403), and never write an audit
-  event other than the user's own last sign-in time;
+- sign-in and the second factor write no audit event: they either pass (a redirect onwards) or
+  are refused (the page says why, or the account is locked: 403);
 - a hidden field naming the target of a one-button form (a lock's scope and id, a verification's
   form, the image page's file) that names nothing gets the 404 an unknown address gets, with
   nothing written.
 
 Submissions per run (profile "fuzz", derandomised): 17 forms, 20 examples each (the consent
-document's upload and the DICOM caliper's JSON 40 each) = 380, plus 32 fixed submissions (each
-case's unchanged form, a wrong password per signing form, the pinned findings) = 412; about 2.5
+document's upload and the DICOM caliper's JSON 40 each) = 380, plus 35 fixed submissions (each
+case's unchanged form, a wrong password per signing form, the pinned findings) = 415; about 2.5
 minutes on a shared two-core machine. `HYPOTHESIS_PROFILE=fuzz-long` tries 8x the examples.
 """
 
@@ -547,8 +546,8 @@ SETUP = "/account/two-factor/setup/"
 
 
 def auth_submit(client, url: str, data: dict, *, user) -> bool:
-    """Post a sign-in step; True when it let the person on. Never a 500, never an audit event
-    except the user's own last sign-in time."""
+    """Post a sign-in step; True when it let the person on. Never a 500, and never an audit event
+    (the user's trail leaves out the last sign-in time: trial migration 0003)."""
     cookies = copy.deepcopy(client.cookies)  # a pass cycles the session key; the rollback drops it
     with transaction.atomic():
         mark = audit_high_water()
@@ -556,17 +555,12 @@ def auth_submit(client, url: str, data: dict, *, user) -> bool:
         events = audit_events_since(mark)
         location = response.get("Location", "")
         passed = response.status_code == 302 and not location.startswith((url, LOGIN))
-        if passed:
-            assert all(
-                e.pgh_obj_id == user.pk and type(e).pgh_tracked_model._meta.model_name == "user"
-                for e in events
-            )
         transaction.set_rollback(True)
     client.cookies = cookies
+    assert not events, f"{url}: wrote {events}"
     if passed:
         return True
     assert response.status_code in (200, 403), f"{url}: unexpected status {response.status_code}"
-    assert not events, f"{url}: refused but wrote {events}"
     body = response.content.decode()
     assert _names_a_problem(response) or "Account locked" in body, f"{url}: refused without saying why"
     return False
@@ -579,6 +573,7 @@ def test_hostile_sign_in_input_passes_or_is_refused(make_user, db):
     user = make_user(role=Role.COORDINATOR)
     variants = st.sampled_from([user.email, user.email.upper(), f"  {user.email} "])
     passwords = st.one_of(hostile_value, st.just(DEFAULT_PASSWORD), st.just(" " + DEFAULT_PASSWORD))
+    assert auth_submit(Client(), LOGIN, {"username": user.email, "password": DEFAULT_PASSWORD}, user=user)
 
     @FEW
     @given(username=st.one_of(variants, emails, hostile_value), password=passwords)
@@ -596,6 +591,7 @@ def test_hostile_second_factor_codes_pass_only_when_right(make_user, db):
     assert client.post(LOGIN, {"username": user.email, "password": DEFAULT_PASSWORD}).status_code == 302
     right = current_code(user)
     codes = st.one_of(hostile_value, st.just(right), st.just(f" {right[:3]} {right[3:]} "), sign_values)
+    assert auth_submit(client, VERIFY, {"otp_token": right}, user=user)
 
     @FEW
     @given(code=codes)
@@ -694,3 +690,13 @@ def test_a_caliper_point_no_float_can_hold_is_refused_on_save_not_a_server_error
     points = '{"length": [[1' + "0" * 400 + ', 100], [300, 100]], "width": [[300, 200], [330, 240]]}'
     outcome = submit_case(case, case.data | {"m-caliper_points": points})
     assert (outcome.saved, outcome.status) == (False, 400)
+
+
+def test_a_lock_reason_with_markup_is_shown_as_text_on_the_locked_pages(request, db):
+    case = lock_create(request)
+    reason = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
+    assert case.client.post(case.url, case.data | {"reason": reason}).status_code == 302
+    for url in (case.data["next"], reverse("data_management:lock-list")):
+        body = case.client.get(url).content.decode()
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body, url
+        assert "<script>alert(1)" not in body and "<img src=x" not in body, url
