@@ -162,3 +162,55 @@ def test_long_export_of_the_synthetic_trial_is_the_reference_reading(demo, data_
     actual = written(csv_export.write_long, participants=participants)
     assert actual.count("\r\n") > 500  # every form of several participants
     assert_same_csv(actual, reference_long(participants))
+
+
+def test_odm_export_holds_the_reference_values_subject_by_subject(edited, data_manager):
+    from lxml import etree
+
+    from trial.exports import odm
+
+    participants = Participant.objects.visible_to(data_manager)
+    out = io.BytesIO()
+    written_values = odm.write_odm(out, participants=participants, include_audit=True)
+    ns = {"odm": odm.ODM_NS}
+    root = etree.fromstring(out.getvalue())
+    actual = []
+    subjects = root.findall(".//odm:SubjectData", ns)
+    for subject in subjects:
+        for form in subject.iterfind(".//odm:FormData", ns):
+            for item in form.iterfind(".//odm:ItemData", ns):
+                user = item.find("odm:AuditRecord/odm:UserRef", ns)
+                actual.append(
+                    (subject.get("SubjectKey"), form.get("FormOID"), int(form.get("FormRepeatKey")))
+                    + (
+                        item.get("ItemOID"),
+                        item.get("Value"),
+                        user.get("UserOID") if user is not None else None,
+                    )
+                )
+    expected = []
+    for spec in FORMS:
+        for obj, participant, _visit, entered in reference_records(spec, participants):
+            for f in spec.fields:
+                value = getattr(obj, f.attname)
+                if value in (None, "", []):
+                    continue
+                at, user_id = entered.get(f.name, (None, None))
+                user = (f"USR.{user_id}" if user_id else odm.SYSTEM_USER) if at else None
+                expected.append(
+                    (
+                        participant.study_id,
+                        odm.form_oid(spec),
+                        obj.pk,
+                        odm.item_oid(f),
+                        format_value(f, value),
+                        user,
+                    )
+                )
+    assert written_values == len(actual) == len(expected) > 20
+    assert any(user not in (None, odm.SYSTEM_USER) for *_cells, user in actual)  # who entered
+    assert sorted(actual) == sorted(expected)
+    keys = [subject.get("SubjectKey") for subject in subjects]
+    assert keys == sorted(participants.values_list("study_id", flat=True))  # every participant, in order
+    # A subject's values all sit in its one SubjectData, in form order within each visit.
+    assert len(set(keys)) == len(keys)

@@ -1,12 +1,14 @@
 """CDISC ODM 1.3.2 snapshot: study metadata generated from the model fields (events from the
 protocol schedule, forms, item groups, items, code lists) and the clinical data, optionally with
-an AuditRecord per value. Written incrementally with lxml's `xmlfile`, participant batch by
-participant batch, and validated against the official ODM 1.3.2 XSD shipped by odmlib."""
+an AuditRecord per value. Written incrementally with lxml's `xmlfile`, participant by participant
+(`subject_records` reads each form once, in study id order), and validated against the official
+ODM 1.3.2 XSD shipped by odmlib."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import BinaryIO
@@ -17,7 +19,15 @@ from django.utils import timezone
 from lxml import etree
 
 from trial.exports.dictionary import FORMS, DataType, ExportField, FormSpec, visits_for_form
-from trial.exports.records import BATCH_SIZE, Record, form_records, format_value, participant_batches
+from trial.exports.records import (
+    BATCH_SIZE,
+    EMPTY,
+    PARTICIPANTS_PER_BATCH,
+    Record,
+    form_records,
+    format_value,
+    in_batches,
+)
 from trial.models import Site, User
 from trial.protocol import PROTOCOL, VisitKind
 from trial.signatures.models import Signature, SignatureMeaning, SignatureStatus
@@ -239,25 +249,49 @@ def _event_key(record: Record) -> tuple[int, str, str]:
     return (record.visit.sequence, record.visit.definition_code, record.visit.code)
 
 
+_AUDIT_RECORD, _USER_REF, _LOCATION_REF = _el("AuditRecord"), _el("UserRef"), _el("LocationRef")
+_DATE_TIME_STAMP, _REASON = _el("DateTimeStamp"), _el("ReasonForChange")
+_STUDY_EVENT_DATA, _FORM_DATA = _el("StudyEventData"), _el("FormData")
+_ITEM_GROUP_DATA, _ITEM_DATA = _el("ItemGroupData"), _el("ItemData")
+
+
 def _audit_record(record: Record, f: ExportField) -> etree._Element | None:
     entered = record.entered.get(f.name)
     if entered is None or entered.at is None:
         return None
-    ar = etree.Element(_el("AuditRecord"))
-    etree.SubElement(ar, _el("UserRef"), UserOID=f"USR.{entered.user_id}" if entered.user_id else SYSTEM_USER)
-    etree.SubElement(ar, _el("LocationRef"), LocationOID=f"LOC.{record.site_code}")
-    etree.SubElement(ar, _el("DateTimeStamp")).text = entered.at.astimezone(dt.UTC).isoformat()
+    ar = etree.Element(_AUDIT_RECORD)
+    etree.SubElement(ar, _USER_REF, UserOID=f"USR.{entered.user_id}" if entered.user_id else SYSTEM_USER)
+    etree.SubElement(ar, _LOCATION_REF, LocationOID=f"LOC.{record.site_code}")
+    etree.SubElement(ar, _DATE_TIME_STAMP).text = entered.at.astimezone(dt.UTC).isoformat()
     if entered.reason:
-        etree.SubElement(ar, _el("ReasonForChange")).text = entered.reason
+        etree.SubElement(ar, _REASON).text = entered.reason
     return ar
 
 
+class _FormPlan:
+    """What a form's records need, worked out once per export: OIDs and (position, field, OID)
+    of each item."""
+
+    def __init__(self, spec: FormSpec):
+        self.form_oid = form_oid(spec)
+        self.group_oid = group_oid(spec)
+        self.items = [(i, f, item_oid(f)) for i, f in enumerate(spec.fields)]
+
+
 def _subject_element(
-    participant, records: list[Record], *, include_audit: bool, signatures: dict | None = None
-) -> etree._Element:
-    subject = etree.Element(_el("SubjectData"), SubjectKey=participant.study_id)
+    subject: Subject,
+    records: list[Record],
+    *,
+    include_audit: bool,
+    signatures: dict | None = None,
+    plans: dict[FormSpec, _FormPlan],
+) -> tuple[etree._Element, int]:
+    """The participant's SubjectData and how many ItemData it holds."""
+    pk, study_id, site_code = subject
+    values = 0
+    element = etree.Element(_el("SubjectData"), SubjectKey=study_id)
     if include_audit:  # SiteRef points into AdminData, written only with the audit records
-        etree.SubElement(subject, _el("SiteRef"), LocationOID=f"LOC.{participant.site.code}")
+        etree.SubElement(element, _el("SiteRef"), LocationOID=f"LOC.{site_code}")
     by_event: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
         by_event[_event_key(record)].append(record)
@@ -265,25 +299,24 @@ def _subject_element(
         attrs = {"StudyEventOID": event_oid(definition)}
         if definition == PROTOCOL.unscheduled_visit.code:
             attrs["StudyEventRepeatKey"] = code
-        sed = etree.SubElement(subject, _el("StudyEventData"), attrs)
-        signature = (signatures or {}).get((participant.pk, code)) if include_audit else None
+        sed = etree.SubElement(element, _STUDY_EVENT_DATA, attrs)
+        signature = (signatures or {}).get((pk, code)) if include_audit else None
         if signature is not None:  # the visit's standing e-signature
-            sed.append(_signature_element(signature, participant.site.code))
+            sed.append(_signature_element(signature, site_code))
         for record in event_records:
-            fd = etree.SubElement(
-                sed, _el("FormData"), FormOID=form_oid(record.spec), FormRepeatKey=str(record.pk)
-            )
-            ig = etree.SubElement(fd, _el("ItemGroupData"), ItemGroupOID=group_oid(record.spec))
-            for f in record.spec.fields:
-                value = record.raw(f)
-                if value in (None, "", []):
+            plan = plans[record.spec]
+            fd = etree.SubElement(sed, _FORM_DATA, FormOID=plan.form_oid, FormRepeatKey=str(record.pk))
+            ig = etree.SubElement(fd, _ITEM_GROUP_DATA, ItemGroupOID=plan.group_oid)
+            row = record.values
+            for i, f, oid in plan.items:
+                value = row[i]
+                if value in EMPTY:
                     continue
-                item = etree.SubElement(
-                    ig, _el("ItemData"), ItemOID=item_oid(f), Value=format_value(f, value)
-                )
+                item = etree.SubElement(ig, _ITEM_DATA, ItemOID=oid, Value=format_value(f, value))
+                values += 1
                 if include_audit and (ar := _audit_record(record, f)) is not None:
                     item.append(ar)
-    return subject
+    return element, values
 
 
 def _valid_signatures(participant_ids: list[int]) -> dict[tuple[int, str], object]:
@@ -294,6 +327,41 @@ def _valid_signatures(participant_ids: list[int]) -> dict[tuple[int, str], objec
     return {(s.visit.participant_id, s.visit.code): s for s in rows}
 
 
+Subject = tuple[int, str, str]  # participant id, study id, site code
+
+
+def subject_records(
+    participants: models.QuerySet, *, provenance: bool = True
+) -> Iterator[tuple[Subject, list[Record]]]:
+    """Each participant, in study id order, with its records of every form (in FORMS order, then
+    by id).
+
+    One stream per form, ordered by study id like the participants, read side by side: the
+    queries do not grow with the participants (a query per participant batch ran a hash join
+    over whole tables each time). Only the participants' ids, study ids and sites are held (a
+    few hundred bytes each); a record of a participant the list does not have (enrolled while the
+    export ran) is skipped."""
+    subjects: list[Subject] = list(
+        participants.order_by("study_id")
+        .values_list("pk", "study_id", "site__code")
+        .iterator(chunk_size=2000)
+    )
+    rank = {pk: n for n, (pk, _study_id, _site) in enumerate(subjects)}
+    streams = [form_records(spec, participants, by_participant=True, provenance=provenance) for spec in FORMS]
+    heads = [next(stream, None) for stream in streams]
+    for n, subject in enumerate(subjects):
+        records: list[Record] = []
+        for s, stream in enumerate(streams):
+            head = heads[s]
+            while head is not None and rank.get(head.participant.pk, -1) < n:
+                head = next(stream, None)
+            while head is not None and head.participant.pk == subject[0]:
+                records.append(head)
+                head = next(stream, None)
+            heads[s] = head
+        yield subject, records
+
+
 def write_odm(
     out: BinaryIO, *, participants: models.QuerySet, include_audit: bool = False, progress=None, **_kw
 ) -> int:
@@ -301,6 +369,7 @@ def write_odm(
     values = 0
     done = 0
     now = timezone.now().astimezone(dt.UTC).isoformat()
+    plans = {spec: _FormPlan(spec) for spec in FORMS}
     with etree.xmlfile(out, encoding="UTF-8") as xf:
         xf.write_declaration()
         odm_attrs = {
@@ -319,22 +388,17 @@ def write_odm(
             if include_audit:
                 xf.write(_admin_data())
             with xf.element(_el("ClinicalData"), StudyOID=study_oid(), MetaDataVersionOID=mdv_oid()):
-                for batch in participant_batches(participants):
-                    ids = [p.pk for p in batch]
-                    in_batch = participants.model.objects.filter(pk__in=ids)
-                    per_participant: dict[int, list[Record]] = defaultdict(list)
-                    for spec in FORMS:
-                        for record in form_records(spec, in_batch):
-                            per_participant[record.participant.pk].append(record)
-                    signatures = _valid_signatures(ids) if include_audit else {}
-                    for participant in batch:
-                        element = _subject_element(
-                            participant,
-                            per_participant.get(participant.pk, []),
-                            include_audit=include_audit,
-                            signatures=signatures,
+                for batch in in_batches(
+                    subject_records(participants, provenance=include_audit), PARTICIPANTS_PER_BATCH
+                ):
+                    signatures = (
+                        _valid_signatures([subject[0] for subject, _ in batch]) if include_audit else {}
+                    )
+                    for subject, records in batch:
+                        element, count = _subject_element(
+                            subject, records, include_audit=include_audit, signatures=signatures, plans=plans
                         )
-                        values += len(element.findall(f".//{_el('ItemData')}"))
+                        values += count
                         xf.write(element)
                         done += 1
                         if progress:

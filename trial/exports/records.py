@@ -111,7 +111,7 @@ def _columns(spec: FormSpec) -> list[str]:
     return columns + [f.attname for f in spec.fields]
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
+def in_batches(items: Iterable, size: int) -> Iterator[list]:
     batch = []
     for item in items:
         batch.append(item)
@@ -127,7 +127,7 @@ def participant_batches(
 ) -> Iterator[list[Participant]]:
     """The participants (with their site) in study id order, `size` at a time."""
     ordered = participants.select_related("site").order_by("study_id")
-    return _batches(ordered.iterator(chunk_size=size), size)
+    return in_batches(ordered.iterator(chunk_size=size), size)
 
 
 def provenance_for(spec: FormSpec, ids: list[int]) -> dict[int, dict[str, Provenance]]:
@@ -173,10 +173,11 @@ def _user_id(text: str | None) -> int | str | None:
 
 
 def form_records(
-    spec: FormSpec, participants: models.QuerySet, *, by_participant: bool = False
+    spec: FormSpec, participants: models.QuerySet, *, by_participant: bool = False, provenance: bool = True
 ) -> Iterator[Record]:
-    """Every record of the form, with provenance, in id order (or by study id, then id), reading
-    RECORDS_PER_BATCH rows at a time from one server-side cursor."""
+    """Every record of the form, with provenance (unless not wanted: no audit events are read), in
+    id order (or by study id, then id), reading RECORDS_PER_BATCH rows at a time from one
+    server-side cursor."""
     columns = _columns(spec)
     rows = form_queryset(spec, participants)
     if by_participant:
@@ -185,8 +186,8 @@ def form_records(
     first = 8 if spec.visit_path is not None else 4
     subjects: dict[int, SubjectRef] = {}
     visits: dict[int, VisitRef] = {}
-    for batch in _batches(rows, RECORDS_PER_BATCH):
-        provenance = provenance_for(spec, [row[0] for row in batch])
+    for batch in in_batches(rows, RECORDS_PER_BATCH):
+        entered = provenance_for(spec, [row[0] for row in batch]) if provenance else {}
         for row in batch:
             pk, participant_id, study_id, site_code = row[:4]
             subject = subjects.get(participant_id)
@@ -201,7 +202,7 @@ def form_records(
                     if len(visits) > RECORDS_PER_BATCH:
                         visits.clear()
                     visit = visits[row[4]] = VisitRef(*row[4:8])
-            yield Record(spec, pk, row[first:], subject, site_code, visit, provenance.get(pk, {}))
+            yield Record(spec, pk, row[first:], subject, site_code, visit, entered.get(pk, {}))
 
 
 class UserNames:
