@@ -32,7 +32,7 @@ from participants.visits import site_today, visit_records_changed
 from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import EditConflict, save_if_unchanged
-from trial.locks import require_unlocked
+from trial.locks import require_unlocked, visit_locked
 from trial.models import User
 from trial.protocol import PROTOCOL, Form
 
@@ -183,16 +183,24 @@ def pregnancy_gate(participant: Participant, visit_day: dt.date) -> str | None:
     return None
 
 
-def _previous_measurement(lesion: Lesion, visit: Visit) -> UltrasoundMeasurement | None:
-    return (
-        UltrasoundMeasurement.objects.filter(lesion=lesion, visit__sequence__lt=visit.sequence)
-        .order_by("-visit__sequence")
-        .first()
-    )
+def _previous_measurements(lesion_ids: set[int], visit: Visit) -> dict[int, UltrasoundMeasurement]:
+    """The last measurement before `visit` of each lesion, in one query."""
+    if not lesion_ids:
+        return {}
+    return {
+        m.lesion_id: m
+        for m in UltrasoundMeasurement.objects.filter(
+            lesion_id__in=lesion_ids, visit__sequence__lt=visit.sequence
+        )
+        .select_related("visit")
+        .order_by("lesion_id", "-visit__sequence")
+        .distinct("lesion_id")
+    }
 
 
-def _plausibility_warnings(lesion: Lesion, visit: Visit, measurement: UltrasoundMeasurement) -> list[str]:
-    previous = _previous_measurement(lesion, visit)
+def _plausibility_warnings(
+    lesion: Lesion, measurement: UltrasoundMeasurement, previous: UltrasoundMeasurement | None
+) -> list[str]:
     if previous is None:
         return []
     warnings = []
@@ -225,11 +233,19 @@ def _with_provenance(values: dict[str, Any], existing: UltrasoundMeasurement | N
     return values
 
 
+# What identifies a measurement or injection row; never changed by an edit.
+IDENTITY_FIELDS = ("lesion", "visit")
+
+
 def _write(model, *, existing, version, values, fields, reason, actor, create_kwargs):
-    """Create a row, or update it under optimistic locking (edits need a reason)."""
+    """Create a row, or update it under optimistic locking (edits need a reason).
+
+    The lesion and the visit are not validated again: the caller read both in this transaction
+    (the visit under its row lock, the lesion as the participant's), and read the lesion's
+    records at the visit under that lock, so a new row's (lesion, visit) is known to be free."""
     if existing is None:
         row = model(**create_kwargs, **values)
-        row.full_clean()
+        row.full_clean(exclude=IDENTITY_FIELDS)
         row.save()
         return row, True
     changed = [name for name in fields if name in values and getattr(existing, name) != values[name]]
@@ -240,7 +256,7 @@ def _write(model, *, existing, version, values, fields, reason, actor, create_kw
         raise ValidationError(_("This row was saved by someone else meanwhile; reload and check it."))
     for name in changed:
         setattr(existing, name, values[name])
-    existing.full_clean()
+    existing.full_clean(exclude=IDENTITY_FIELDS)
     save_if_unchanged(existing, expected_version=version, fields=changed)
     return existing, True
 
@@ -252,28 +268,55 @@ def visit_lesions_save(
     """Save the measurement + injection table of a visit (lesions as rows) in one transaction.
 
     All or nothing: a refused row (dose limit, pregnancy gate, implausible value, conflict) saves
-    none of the table, so the coordinator corrects it and saves again with nothing lost."""
-    participant = Participant.objects.select_related("site", "screening__eligibility").get(
-        pk=visit.participant_id
-    )
-    require_site_permission(actor, "lesions.add_ultrasoundmeasurement", participant.site)
-    require_unlocked(visit=visit)
+    none of the table, so the coordinator corrects it and saves again with nothing lost. Only new
+    and changed rows are written (and so audited). The statements do not grow with the number of
+    rows: one for the visit (row-locked) with its participant and whether data management locked
+    it, one for the lesions with their records at the visit, one for the permissions at the site;
+    then one write per new or changed row, and at most one each for the last earlier measurements,
+    the pregnancy gate and the session's dose total."""
     # One writer per visit at a time: the session dose total is checked under this lock.
-    visit = Visit.objects.select_for_update().get(pk=visit.pk)
+    visit = (
+        Visit.objects.select_for_update(of=("self",))
+        .select_related("participant__site", "participant__screening__eligibility")
+        .annotate(locked=visit_locked())
+        .get(pk=visit.pk)
+    )
+    participant = visit.participant
+    if visit.locked:
+        require_unlocked(visit=visit)  # refuses, saying who locked it, when and why
     _check_visit_open(visit, participant)
     definition_forms = visit.definition.forms
     day = _visit_day(visit)
     result = SaveResult()
     lesion_ids = {row.lesion.pk for row in rows}
+    # Read under the visit's lock: what is saved now, not what the form was opened with.
     lesions = {
-        lesion.pk: lesion for lesion in Lesion.objects.filter(pk__in=lesion_ids, participant=participant)
+        lesion.pk: lesion
+        for lesion in Lesion.objects.filter(pk__in=lesion_ids, participant=participant)
+        .with_records_at(visit)
+        .order_by()
     }
+    measurements = {
+        pk: m for pk, lesion in lesions.items() if (m := getattr(lesion, "measurement_at_visit", None))
+    }
+    injections = {
+        pk: i for pk, lesion in lesions.items() if (i := getattr(lesion, "injection_at_visit", None))
+    }
+    # What each row writes - a new record or a change - needs its permission, at the site.
+    permissions = {"lesions.add_ultrasoundmeasurement"}
+    for row in rows:
+        if row.measurement is not None and row.lesion.pk in measurements:
+            permissions.add("lesions.change_ultrasoundmeasurement")
+        if row.injection is not None:
+            permissions.add(
+                "lesions.change_injection" if row.lesion.pk in injections else "lesions.add_injection"
+            )
+    require_site_permission(actor, sorted(permissions), participant.site)
     if len(lesions) != len(lesion_ids):
         raise ValidationError(_("A lesion in this table does not belong to the participant."))
-    measurements = {
-        m.lesion_id: m for m in UltrasoundMeasurement.objects.filter(visit=visit, lesion_id__in=lesion_ids)
-    }
-    injections = {i.lesion_id: i for i in Injection.objects.filter(visit=visit, lesion_id__in=lesion_ids)}
+    gate: list[str | None] = []  # the pregnancy gate, asked once for the whole table
+    measured: list[tuple[Lesion, UltrasoundMeasurement]] = []
+    injected = False
     errors: dict[str, list] = {}
 
     with audit_context(
@@ -291,10 +334,6 @@ def visit_lesions_save(
                             _("This lesion resolved on %(d)s: it is no longer measured.")
                             % {"d": lesion.resolved_on}
                         )
-                    if lesion.pk in measurements:
-                        require_site_permission(
-                            actor, "lesions.change_ultrasoundmeasurement", participant.site
-                        )
                     measurement, written = _write(
                         UltrasoundMeasurement,
                         existing=measurements.get(lesion.pk),
@@ -307,7 +346,7 @@ def visit_lesions_save(
                     )
                     result.measurements.append(measurement)
                     if written:
-                        result.warnings += _plausibility_warnings(lesion, visit, measurement)
+                        measured.append((lesion, measurement))
                 if row.injection is not None:
                     if Form.INJECTIONS not in definition_forms:
                         raise ValidationError(_("No injections are given at this visit."))
@@ -318,11 +357,6 @@ def visit_lesions_save(
                         "concentration_mg_per_ml", PROTOCOL.dosing.default_concentration_mg_per_ml
                     )
                     existing = injections.get(lesion.pk)
-                    require_site_permission(
-                        actor,
-                        "lesions.change_injection" if existing else "lesions.add_injection",
-                        participant.site,
-                    )
                     _check_injection_limits(values)
                     # The pregnancy gate guards giving STS: a new injection, or a larger dose
                     # recorded for it. Correcting the pain score later is not a new injection.
@@ -332,12 +366,13 @@ def visit_lesions_save(
                         if name in values
                     )
                     if dose_changed:
-                        gate = pregnancy_gate(participant, day)
-                        if gate:
-                            raise ValidationError(gate)
-                    injection, _written = _write(
+                        if not gate:
+                            gate.append(pregnancy_gate(participant, day))
+                        if gate[0]:
+                            raise ValidationError(gate[0])
+                    injection, written = _write(
                         Injection,
-                        existing=injections.get(lesion.pk),
+                        existing=existing,
                         version=row.injection_version,
                         values=values,
                         fields=INJECTION_FIELDS,
@@ -346,9 +381,11 @@ def visit_lesions_save(
                         create_kwargs={"lesion": lesion, "visit": visit},
                     )
                     result.injections.append(injection)
+                    injected = injected or written
             except ValidationError as exc:
                 errors.setdefault(prefix, []).extend(exc.messages)
-        if not errors:
+        # The session total can only have grown if an injection of the session was written.
+        if not errors and injected:
             total = Injection.objects.filter(visit=visit).aggregate(total=Sum("dose_mg"))["total"] or Decimal(
                 0
             )
@@ -363,6 +400,9 @@ def visit_lesions_save(
         if errors:
             # Nothing of the table is kept: the caller shows the messages with the user's input.
             raise ValidationError({key: messages for key, messages in errors.items()})
+    previous = _previous_measurements({lesion.pk for lesion, _m in measured}, visit)
+    for lesion, measurement in measured:
+        result.warnings += _plausibility_warnings(lesion, measurement, previous.get(lesion.pk))
     visit_records_changed(visit.pk)
     return result
 

@@ -16,7 +16,6 @@ from functools import cached_property
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -34,12 +33,12 @@ from lesions.forms import (
     lesion_initial,
     measurement_headers,
 )
-from lesions.models import Injection, Lesion, UltrasoundMeasurement
+from lesions.models import Lesion, UltrasoundMeasurement
 from lesions.outcomes import participant_outcome
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
 from participants.visits import site_today
 from trial.concurrency import CONFLICT_MESSAGE, EditConflict, conflict_rows, with_current_version
-from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force, lock_message
+from trial.locks import ReadOnlyWhenLockedMixin, lock_in_force, lock_message, visit_locked
 from trial.protocol import FORM_LABELS, PROTOCOL, Form
 
 
@@ -241,16 +240,22 @@ class LesionUpdateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, FormVie
 
 def visit_rows(visit: Visit, day: dt.date) -> list[VisitRow]:
     """The lesions of the visit's table - present on the visit day, or with data at this visit -
-    with what is saved for them and their last earlier measurement. Four queries, whatever the
-    number of lesions."""
-    lesions = Lesion.objects.filter(participant_id=visit.participant_id)
-    has_data = Exists(UltrasoundMeasurement.objects.filter(visit=visit, lesion=OuterRef("pk"))) | Exists(
-        Injection.objects.filter(visit=visit, lesion=OuterRef("pk"))
-    )
-    lesions = (lesions.active_on(day) | lesions.filter(has_data)).prefetch_related(
-        Prefetch("measurements", UltrasoundMeasurement.objects.filter(visit=visit), to_attr="at_visit"),
-        Prefetch("injections", Injection.objects.filter(visit=visit), to_attr="injected_at_visit"),
-    )
+    with what is saved for them. One query, whatever the number of lesions."""
+    lesions = Lesion.objects.filter(participant_id=visit.participant_id).in_visit_table(visit, day).order_by()
+    rows = [
+        VisitRow(
+            lesion=lesion,
+            measurement=getattr(lesion, "measurement_at_visit", None),
+            injection=getattr(lesion, "injection_at_visit", None),
+        )
+        for lesion in lesions
+    ]
+    return sorted(rows, key=lambda row: _natural_key(row.lesion.label))
+
+
+def show_previous_measurements(visit: Visit, rows: list[VisitRow]) -> None:
+    """Each row's last earlier measurement, to compare with while typing: one query, made only
+    when the table is shown (a save that goes through never needs it)."""
     previous = {
         m.lesion_id: m
         for m in UltrasoundMeasurement.objects.filter(
@@ -260,16 +265,8 @@ def visit_rows(visit: Visit, day: dt.date) -> list[VisitRow]:
         .order_by("lesion_id", "-visit__sequence")
         .distinct("lesion_id")
     }
-    rows = [
-        VisitRow(
-            lesion=lesion,
-            measurement=lesion.at_visit[0] if lesion.at_visit else None,
-            injection=lesion.injected_at_visit[0] if lesion.injected_at_visit else None,
-            previous=previous.get(lesion.pk),
-        )
-        for lesion in lesions
-    ]
-    return sorted(rows, key=lambda row: _natural_key(row.lesion.label))
+    for row in rows:
+        row.previous = previous.get(row.lesion.pk)
 
 
 class VisitLesionTableView(PermissionRequiredMixin, View):
@@ -293,9 +290,9 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
     @cached_property
     def visit(self) -> Visit:
         return get_object_or_404(
-            Visit.objects.visible_to(self.request.user).select_related(
-                "participant__site", "participant__screening__eligibility"
-            ),
+            Visit.objects.visible_to(self.request.user)
+            .select_related("participant__site", "participant__screening__eligibility")
+            .annotate(locked=visit_locked()),
             pk=self.kwargs["pk"],
         )
 
@@ -315,7 +312,7 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
     @cached_property
     def closed_because(self) -> str | None:
         """Why nothing can be entered at this visit, or None."""
-        lock = lock_in_force(visit=self.visit)
+        lock = lock_in_force(visit=self.visit) if self.visit.locked else None
         if lock is not None:
             return lock_message(lock)
         if self.visit.status == VisitStatus.MISSED:
@@ -383,6 +380,7 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
         return redirect(table_url)
 
     def render(self, table: VisitTable):
+        show_previous_measurements(self.visit, table.rows)
         table.link_errors()
         takes_injections = Form.INJECTIONS in self.forms_expected
         takes_measurements = Form.MEASUREMENTS in self.forms_expected

@@ -20,7 +20,7 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import DatabaseError
-from django.db.models import Model, Q
+from django.db.models import Exists, Model, OuterRef, Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -54,20 +54,31 @@ def lock_in_force(
     Same rule as the trigger's (edc_refuse_locked)."""
     if participant is None and visit is None:
         participant = _participant_of(screening)
-    condition = Q(scope="study")
     participant_id = visit.participant_id if visit is not None else getattr(participant, "pk", None)
-    if participant_id is not None:
-        condition |= Q(scope="participant", participant_id=participant_id)
-    if visit is not None:
-        condition |= Q(scope="visit", visit_id=visit.pk)
-    data_lock = apps.get_model("data_management", "DataLock")
     return (
-        data_lock.objects.filter(released_at__isnull=True)
-        .filter(condition)
+        _locks_covering(participant_id=participant_id, visit_id=visit.pk if visit is not None else None)
         .select_related("locked_by", "participant", "visit")
         .order_by("locked_at", "pk")
         .first()
     )
+
+
+def _locks_covering(*, participant_id=None, visit_id=None):
+    """The locks in force over a participant's or a visit's records (ids, or OuterRefs)."""
+    condition = Q(scope="study")
+    if participant_id is not None:
+        condition |= Q(scope="participant", participant_id=participant_id)
+    if visit_id is not None:
+        condition |= Q(scope="visit", visit_id=visit_id)
+    data_lock = apps.get_model("data_management", "DataLock")
+    return data_lock.objects.filter(released_at__isnull=True).filter(condition)
+
+
+def visit_locked() -> Exists:
+    """Annotation for a Visit queryset: is a lock in force over the visit (`lock_in_force`'s
+    rule)? A page or service that reads the visit anyway learns it in the same statement, and
+    asks `lock_in_force` / `require_unlocked` for the lock itself only when there is one."""
+    return Exists(_locks_covering(participant_id=OuterRef("participant_id"), visit_id=OuterRef("pk")))
 
 
 def lock_message(lock) -> str:

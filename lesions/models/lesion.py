@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from participants.models import Participant
 from trial.audit import audited
+from trial.check_constraints import CheckConstraintsInPython
 from trial.concurrency import row_version_field
 
 
@@ -44,19 +45,46 @@ class Laterality(models.TextChoices):
     MIDLINE = "midline", _("Midline")
 
 
+def _present_on(day) -> models.Q:
+    return models.Q(first_seen_on__lte=day) & (
+        models.Q(resolved_on__isnull=True) | models.Q(resolved_on__gt=day)
+    )
+
+
 class LesionQuerySet(models.QuerySet):
     def visible_to(self, user) -> LesionQuerySet:
         return self.filter(participant__in=Participant.objects.visible_to(user))
 
     def active_on(self, day) -> LesionQuerySet:
         """Lesions present on a day: first seen by then and not yet resolved."""
-        return self.filter(first_seen_on__lte=day).filter(
-            models.Q(resolved_on__isnull=True) | models.Q(resolved_on__gt=day)
+        return self.filter(_present_on(day))
+
+    def with_records_at(self, visit) -> LesionQuerySet:
+        """Each lesion with its measurement and its injection at `visit` as `measurement_at_visit`
+        and `injection_at_visit`, read in the same statement: a lesion has at most one of each
+        per visit (unique constraints), so rows do not multiply. Where there is none, Django
+        leaves the attribute unset: read it with `getattr(lesion, name, None)`."""
+        return self.annotate(
+            measurement_at_visit=models.FilteredRelation(
+                "measurements", condition=models.Q(measurements__visit=visit)
+            ),
+            injection_at_visit=models.FilteredRelation(
+                "injections", condition=models.Q(injections__visit=visit)
+            ),
+        ).select_related("measurement_at_visit", "injection_at_visit")
+
+    def in_visit_table(self, visit, day) -> LesionQuerySet:
+        """The rows of a visit's measurement + injection table: lesions present on `day` or with
+        a record at `visit`, each with those records (`with_records_at`)."""
+        return self.with_records_at(visit).filter(
+            _present_on(day)
+            | models.Q(measurement_at_visit__isnull=False)
+            | models.Q(injection_at_visit__isnull=False)
         )
 
 
 @audited
-class Lesion(models.Model):
+class Lesion(CheckConstraintsInPython, models.Model):
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="lesions", verbose_name=_("participant")
     )

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from lesions.models.lesion import Lesion
 from participants.models import Participant, Visit
 from trial.audit import audited
+from trial.check_constraints import CheckConstraintsInPython
 from trial.concurrency import row_version_field
 
 # Prolate ellipsoid: V = pi/6 x L x W x D (DOMAIN.md s.4).
@@ -53,7 +54,7 @@ class MeasurementQuerySet(models.QuerySet):
 
 
 @audited
-class UltrasoundMeasurement(models.Model):
+class UltrasoundMeasurement(CheckConstraintsInPython, models.Model):
     lesion = models.ForeignKey(
         Lesion, on_delete=models.PROTECT, related_name="measurements", verbose_name=_("lesion")
     )
@@ -181,7 +182,7 @@ class InjectionQuerySet(models.QuerySet):
 
 
 @audited
-class Injection(models.Model):
+class Injection(CheckConstraintsInPython, models.Model):
     lesion = models.ForeignKey(
         Lesion, on_delete=models.PROTECT, related_name="injections", verbose_name=_("lesion")
     )

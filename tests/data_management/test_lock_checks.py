@@ -444,3 +444,28 @@ def test_list_and_record_pages_of_a_locked_participant_offer_no_add_or_edit_butt
     locking.lock_create(actor=data_manager, participant=participant, reason=WHY)
     for name, (url, action) in pages.items():
         assert action not in client.get(url).content.decode(), name
+
+
+def test_a_visits_lock_state_read_with_it_is_lock_in_forces_answer(visit_data, data_manager):
+    """`visit_locked()` (the lock state read in the same statement as the visit, by the lesion
+    table and its service) says what `lock_in_force` says, for every scope of lock."""
+    from participants.models import Visit
+    from trial.locks import visit_locked
+
+    participant = visit_data.participant
+    other_visit = participant.visits.exclude(pk=visit_data.pk).first()
+
+    def answers() -> list[tuple[bool, bool]]:
+        visits = Visit.objects.filter(pk__in=[visit_data.pk, other_visit.pk]).annotate(locked=visit_locked())
+        return sorted((visit.locked, lock_in_force(visit=visit) is not None) for visit in visits)
+
+    assert answers() == [(False, False), (False, False)]
+    visit_lock = locking.lock_create(actor=data_manager, visit=visit_data, reason=WHY)
+    assert answers() == [(False, False), (True, True)]  # that visit only
+    locking.lock_release(actor=data_manager, lock=visit_lock, reason="checked")
+    assert answers() == [(False, False), (False, False)]
+    participant_lock = locking.lock_create(actor=data_manager, participant=participant, reason=WHY)
+    assert answers() == [(True, True), (True, True)]
+    locking.lock_release(actor=data_manager, lock=participant_lock, reason="checked")
+    locking.lock_create(actor=data_manager, reason=WHY)  # the whole study
+    assert answers() == [(True, True), (True, True)]
