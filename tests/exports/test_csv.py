@@ -14,6 +14,9 @@ def test_long_format_has_one_row_per_value_with_units_and_who_entered_it(
     study_data, monitor, coordinator, run_export
 ):
     job = run_export(monitor, "csv_long")
+    data = job_bytes(job)
+    assert data.startswith(b"\xef\xbb\xbfstudy_id,")  # one byte order mark: spreadsheets read UTF-8
+    assert data.count(b"\xef\xbb\xbf") == 1
     rows = job_rows(job)
     assert tuple(rows[0]) == LONG_HEADER
     assert job.row_count == len(rows)

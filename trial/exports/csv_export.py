@@ -96,11 +96,17 @@ def write_long(
     writer = SafeWriter(out)
     writer.header(LONG_HEADER)
     if deidentifier is None:
-        rows = _long_rows(participants, progress)
-    else:
-        rows = _deidentified_rows(participants, progress, deidentifier)
-    for chunk in _chunks(rows, 1000):
+        # Rows come a record at a time and go to the csv writer a thousand or so at a time.
+        chunk: list[tuple[str, ...]] = []
+        for rows in _long_rows(participants, progress):
+            chunk += rows
+            if len(chunk) >= 1000:
+                writer.safe_rows(chunk)
+                chunk = []
         writer.safe_rows(chunk)
+    else:
+        for chunk in _chunks(_deidentified_rows(participants, progress, deidentifier), 1000):
+            writer.safe_rows(chunk)
     return writer.rows
 
 
@@ -115,8 +121,8 @@ def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
         yield chunk
 
 
-def _long_rows(participants: models.QuerySet, progress: Progress) -> Iterator[tuple]:
-    """The long format's rows, every cell already passed through `safe_cell`.
+def _long_rows(participants: models.QuerySet, progress: Progress) -> Iterator[list[tuple[str, ...]]]:
+    """The long format's rows, record by record, every cell already passed through `safe_cell`.
 
     Per row only the value is formatted and checked: the other cells are the record's (once per
     record), the field's (once per export) or the audit event's (once per event and user)."""
@@ -124,30 +130,31 @@ def _long_rows(participants: models.QuerySet, progress: Progress) -> Iterator[tu
     done = 0
     for spec in FORMS:
         code = safe_cell(spec.code)
-        plan = [(i, f, safe_cell(f.name), safe_cell(f.unit)) for i, f in enumerate(spec.fields)]
+        plan = [(i, f, f.name, safe_cell(f.name), safe_cell(f.unit)) for i, f in enumerate(spec.fields)]
         for record in form_records(spec, participants):
+            visit = record.visit
             lead = (
                 safe_cell(record.participant.study_id),
                 safe_cell(record.site_code),
-                safe_cell(record.visit.code) if record.visit else "",
+                safe_cell(visit.code) if visit else "",
                 code,
                 str(record.pk),
             )
             entered = record.entered
             values = record.values
-            for i, f, name, unit in plan:
+            rows = []
+            for i, f, field_name, name, unit in plan:
                 value = values[i]
                 if value in EMPTY:
                     continue
-                at = entered.get(f.name)
-                yield (
-                    *lead,
-                    name,
-                    safe_cell(format_value(f, value)),
-                    unit,
-                    at.stamp if at else "",
-                    names(at.user_id) if at else "",
-                )
+                at = entered.get(field_name)
+                if at is None:
+                    rows.append(lead + (name, safe_cell(format_value(f, value)), unit, "", ""))
+                else:
+                    rows.append(
+                        lead + (name, safe_cell(format_value(f, value)), unit, at.stamp, names(at.user_id))
+                    )
+            yield rows
             done += 1
             progress(done)
 

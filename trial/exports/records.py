@@ -225,9 +225,11 @@ def format_value(f: ExportField, value) -> str:
     """The stored value as exported: choice codes (not labels), ISO dates, UTC date-times."""
     if value is None:
         return ""
-    kind = type(value)
-    if kind is str or kind is int:  # most values: straight to text
+    kind = type(value)  # the common types first, exactly (subclasses take the general path)
+    if kind is str or kind is int:
         return ("true" if value else "false") if f.data_type == DataType.BOOLEAN else str(value)
+    if kind is decimal.Decimal:
+        return format(value, "f")
     if isinstance(value, list | tuple):
         return ";".join(str(v) for v in value)
     if isinstance(value, bool):

@@ -196,7 +196,10 @@ def _write(job, parameters: ExportParameters, participants, user, progress):
     else:
         import io
 
-        text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="", write_through=True)
+        # UTF-8 with a byte order mark (Excel reads the file as UTF-8), written as the mark and
+        # then plain UTF-8: the "utf-8-sig" codec runs Python code per write, i.e. per row.
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        text.write("\ufeff")
         kwargs = {"participants": participants, "user": user, "progress": progress}
         if job.kind == ExportKind.DICTIONARY:
             rows = csv_export.write_dictionary(text)

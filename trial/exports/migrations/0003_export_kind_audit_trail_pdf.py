@@ -4,20 +4,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('exports', '0002_export_kind_fhir'),
+        ("exports", "0002_export_kind_fhir"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='exportjob',
-            name='kind',
-            field=models.CharField(choices=[('dictionary', 'Data dictionary (CSV)'), ('csv_long', 'All data, long format (CSV, one row per value)'), ('csv_wide', 'One form, wide format (CSV, one row per record)'), ('odm', 'CDISC ODM 1.3.2 (XML)'), ('fhir', 'Questionnaire responses, FHIR R4 bundle (JSON)'), ('deidentified', 'De-identified data, long format (CSV, HIPAA Safe Harbor)'), ('audit_trail', 'Audit trail (CSV)'), ('audit_trail_pdf', 'Audit trail (PDF for inspectors; ZIP of PDF parts when long)')], max_length=20, verbose_name='export'),
+            model_name="exportjob",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("dictionary", "Data dictionary (CSV)"),
+                    ("csv_long", "All data, long format (CSV, one row per value)"),
+                    ("csv_wide", "One form, wide format (CSV, one row per record)"),
+                    ("odm", "CDISC ODM 1.3.2 (XML)"),
+                    ("fhir", "Questionnaire responses, FHIR R4 bundle (JSON)"),
+                    ("deidentified", "De-identified data, long format (CSV, HIPAA Safe Harbor)"),
+                    ("audit_trail", "Audit trail (CSV)"),
+                    ("audit_trail_pdf", "Audit trail (PDF for inspectors; ZIP of PDF parts when long)"),
+                ],
+                max_length=20,
+                verbose_name="export",
+            ),
         ),
         migrations.AlterField(
-            model_name='exportjobevent',
-            name='kind',
-            field=models.CharField(choices=[('dictionary', 'Data dictionary (CSV)'), ('csv_long', 'All data, long format (CSV, one row per value)'), ('csv_wide', 'One form, wide format (CSV, one row per record)'), ('odm', 'CDISC ODM 1.3.2 (XML)'), ('fhir', 'Questionnaire responses, FHIR R4 bundle (JSON)'), ('deidentified', 'De-identified data, long format (CSV, HIPAA Safe Harbor)'), ('audit_trail', 'Audit trail (CSV)'), ('audit_trail_pdf', 'Audit trail (PDF for inspectors; ZIP of PDF parts when long)')], max_length=20, verbose_name='export'),
+            model_name="exportjobevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("dictionary", "Data dictionary (CSV)"),
+                    ("csv_long", "All data, long format (CSV, one row per value)"),
+                    ("csv_wide", "One form, wide format (CSV, one row per record)"),
+                    ("odm", "CDISC ODM 1.3.2 (XML)"),
+                    ("fhir", "Questionnaire responses, FHIR R4 bundle (JSON)"),
+                    ("deidentified", "De-identified data, long format (CSV, HIPAA Safe Harbor)"),
+                    ("audit_trail", "Audit trail (CSV)"),
+                    ("audit_trail_pdf", "Audit trail (PDF for inspectors; ZIP of PDF parts when long)"),
+                ],
+                max_length=20,
+                verbose_name="export",
+            ),
         ),
     ]
