@@ -154,6 +154,8 @@ class Participant(models.Model):
                 name="end_of_study_complete",
             ),
         ]
+        # Work lists count and read a site's on-study participants (the today list).
+        indexes = [models.Index(fields=["site", "status"], name="participant_site_status")]
 
     def __str__(self) -> str:
         return self.study_id

@@ -105,6 +105,8 @@ class Visit(models.Model):
         indexes = [
             models.Index(fields=["status", "window_closes"]),
             models.Index(fields=["status", "window_opens"]),
+            # The today list's "due today" section: planned visits whose target date is today.
+            models.Index(fields=["status", "target_date"], name="visit_status_target"),
         ]
 
     def __str__(self) -> str:
