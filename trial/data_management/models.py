@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from participants.models import Participant, Visit
 from trial.audit import audited
+from trial.models import Site
 
 
 class QueryState(models.TextChoices):
@@ -29,7 +30,9 @@ class QueryState(models.TextChoices):
 
 class QueryQuerySet(models.QuerySet):
     def visible_to(self, user) -> QueryQuerySet:
-        return self.filter(participant__in=Participant.objects.visible_to(user))
+        # By site, the rule of Participant.visible_to: a subquery of a few sites, not of every
+        # visible participant (the query list at 10,000 participants).
+        return self.filter(participant__site__in=Site.objects.visible_to(user))
 
     def unresolved(self) -> QueryQuerySet:
         """Open or answered: still waiting for someone."""
