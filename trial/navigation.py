@@ -48,7 +48,7 @@ def navigation(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or not getattr(user, "is_verified", lambda: True)():
         return {"nav_items": [], "nav_sites": []}
-    from trial.sites import sites_for
+    from trial.sites import request_sites
 
     items = []
     for item in NAVIGATION:
@@ -57,4 +57,4 @@ def navigation(request) -> dict:
         url = item.url()
         if url:
             items.append({"label": item.label, "url": url, "active": request.path == url})
-    return {"nav_items": items, "nav_sites": list(sites_for(user))}
+    return {"nav_items": items, "nav_sites": request_sites(request)}

@@ -17,11 +17,20 @@ def sites_for(user):
     return Site.objects.visible_to(user).filter(is_active=True)
 
 
+def request_sites(request) -> list[Site]:
+    """The signed-in user's active sites, read once per request (the middleware, the menu's site
+    selector and views share the list)."""
+    sites = getattr(request, "_user_sites", None)
+    if sites is None:
+        sites = request._user_sites = list(sites_for(request.user))
+    return sites
+
+
 def current_site(request) -> Site | None:
     site_id = request.session.get(SESSION_KEY)
     if site_id is None:
         return None
-    return sites_for(request.user).filter(pk=site_id).first()
+    return next((site for site in request_sites(request) if site.pk == site_id), None)
 
 
 class CurrentSiteMiddleware:
