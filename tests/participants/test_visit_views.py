@@ -17,13 +17,22 @@ from django.utils import timezone
 from lesions import services as lesion_services
 from lesions.services import LesionRow, visit_lesions_save
 from participants import safety, services, visit_views, visits
-from participants.models import AdverseEvent, AEReview, PregnancyTest, ProtocolDeviation, VisitStatus
+from participants.models import (
+    AdverseEvent,
+    AEReview,
+    Participant,
+    PregnancyTest,
+    ProtocolDeviation,
+    Visit,
+    VisitStatus,
+)
 from participants.visit_forms import adverse_event_problems
 from participants.visit_views import lesion_table_url
 from tests.factories import ELIGIBLE_ANSWERS
 from tests.lesions.conftest import measurement
 from tests.participants.conftest import TODAY
 from trial.concurrency import CONFLICT_MESSAGE
+from trial.models import Site
 from trial.roles import Role
 from trial.sites import SESSION_KEY
 
@@ -165,6 +174,32 @@ def test_today_lists_due_in_window_and_overdue_visits_with_days(
     visit = late.visits.get(code="W0")
     assert f'href="{visit.get_absolute_url()}"' in overdue
     assert "2026-10-20 – 2026-10-27" in overdue and site_a.code in overdue
+
+
+@pytest.mark.parametrize(
+    ("closes", "overdue", "days", "shown"),
+    [
+        (dt.date(2026, 11, 4), False, 1, "1 day left"),
+        (dt.date(2026, 11, 3), False, 0, "Window closes today"),
+        (dt.date(2026, 11, 2), True, 1, "1 day overdue"),
+        (dt.date(2026, 10, 30), True, 4, "4 days overdue"),
+    ],
+)
+def test_today_row_works_out_each_cell_once(closes, overdue, days, shown):
+    participant = Participant(pk=7, study_id="STS-A-0007", site=Site(pk=3, code="A"))
+    visit = Visit(
+        pk=42,
+        participant=participant,
+        code="W4",
+        name="Week 4",
+        target_date=dt.date(2026, 10, 30),
+        window_opens=dt.date(2026, 10, 27),
+        window_closes=closes,
+    )
+    row = visit_views.TodayRow.of(visit, today=dt.date(2026, 11, 3), overdue=overdue, url="/visits/42/")
+    assert (row.days, row.days_text) == (days, shown)
+    assert (row.study_id, row.code, row.label, row.site_code) == ("STS-A-0007", "W4", "W4: Week 4", "A")
+    assert (row.target, row.window) == ("2026-10-30", f"2026-10-27 – {closes.isoformat()}")
 
 
 def test_today_query_count_does_not_grow_with_participants(
