@@ -27,8 +27,8 @@ from bench.traffic import percentile
 # participant on study about 0.8 a day (6 visits x 6 questionnaires x invitation, 2 reminders and a
 # last call, plus visit reminders, over 26 weeks). 50 is that 09:00 tick at one of three sites at
 # N = 200, if no one answered (at the trial's size, 30 participants, it is under 10); five claim
-# batches of pro_measures.reminders.BATCH_SIZE. A larger burst spreads over several ticks
-# (reminders_send_due's max_batches) at the cost per e-mail reported next to it.
+# batch tasks of pro_measures.reminders.BATCH_SIZE. A larger burst spreads over several ticks
+# (reminders_dispatch_due's max_batches) at the cost per e-mail reported next to it.
 DUE_REMINDERS = 50
 
 
@@ -168,12 +168,30 @@ def _durable_commit(*, runs: int = 20) -> dict:
     return _summary(seconds)
 
 
+# The queue the benchmark's tick enqueues its batch tasks on (on the bench's own Redis): no worker
+# takes from it; it is deleted after each run, and the benchmark runs the tasks' body itself.
+BENCH_REMINDER_QUEUE = "bench-reminder-batches"
+
+
+def _queue_delete(name: str) -> None:
+    from trial.celery import app
+
+    with app.connection_for_write() as connection:
+        # Declared on this channel first: kombu deletes a queue (and its binding) it knows.
+        queue = app.amqp.queues[name](connection.default_channel)
+        queue.declare()
+        queue.delete()
+
+
 def reminder_tick(*, runs: int = 5, idle_runs: int = 20) -> dict:
-    """A real tick (`reminders_send_due`: its own transactions, committed) over the pending rows
-    that seed_demo --pending-reminders added (100,000), measured twice:
-    - nothing due: the cost of looking (the claim over the pending rows' partial index);
-    - DUE_REMINDERS due now, reminders of open questionnaires of up to as many participants: the
-      cost of a tick that sends, and per e-mail sent (in-memory mail backend: no SMTP conversation).
+    """The real minute tick over the pending rows that seed_demo --pending-reminders added
+    (100,000), and the sending it leads to, measured apart:
+    - the tick (`reminders_dispatch_due`, the whole body of the periodic task): one count of the
+      due rows and one batch task enqueued per BATCH_SIZE of them on the bench's real Redis (the
+      queue is deleted after each run, untimed), with nothing due and with DUE_REMINDERS due;
+    - the sending: the batch tasks' body (`reminders_send_batch`, one call per task the tick
+      enqueued, one after another in this process: what the workers share), committed as in
+      production, in total and per e-mail sent (in-memory mail backend: no SMTP conversation).
     The bench's own rows and the links they created are deleted after each run, so every run sees
     the same rows. One untimed run of each first (a worker's templates and translations are warm),
     and one untimed run that counts the statements and commits."""
@@ -181,26 +199,26 @@ def reminder_tick(*, runs: int = 5, idle_runs: int = 20) -> dict:
     from django.db import connection
 
     from pro_measures.models import InvitationLink, Reminder, ReminderKind, ReminderState
-    from pro_measures.reminders import reminders_send_due
+    from pro_measures.reminders import reminders_dispatch_due, reminders_send_batch
 
     now = _tick_moment(timezone.now())
     invitations = _reminded_invitations(now, DUE_REMINDERS)
     not_due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__gt=now).count()
 
-    def idle_tick() -> int:
-        return reminders_send_due(now=now)
+    def tick() -> list[str]:
+        return reminders_dispatch_due(now=now, queue=BENCH_REMINDER_QUEUE)
 
     idle, idle_counter = [], _StatementCounter(connection)
-    idle_tick()
-    idle_counter.count(idle_tick)
+    tick()
+    idle_counter.count(tick)
     for _ in range(idle_runs):
         started = time.perf_counter()
-        assert idle_tick() == 0
+        assert tick() == []
         idle.append(time.perf_counter() - started)
 
     last_link = InvitationLink.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
-    def due_tick(run: int) -> int:
+    def make_due(run: int) -> None:
         Reminder.objects.bulk_create(
             Reminder(
                 key=f"bench:due:{run}:{n}",
@@ -214,40 +232,55 @@ def reminder_tick(*, runs: int = 5, idle_runs: int = 20) -> dict:
             )
             for n, invitation in zip(range(DUE_REMINDERS), itertools.cycle(invitations), strict=False)
         )
-        return run
+
+    def send(batch_tasks: int) -> int:
+        # What the tick's batch tasks run (`lost`: no 'sending' rows here, as the tick saw).
+        return sum(reminders_send_batch(now=now, lost=False) for _task in range(batch_tasks))
 
     def cleanup() -> None:
+        _queue_delete(BENCH_REMINDER_QUEUE)
         Reminder.objects.filter(key__startswith="bench:due:").delete()
         InvitationLink.objects.filter(pk__gt=last_link).delete()
         mail.outbox = []
 
-    seconds, sent, due_counter = [], [], _StatementCounter(connection)
+    ticks, sendings, sent, batch_tasks = [], [], [], []
+    tick_counter, send_counter = _StatementCounter(connection), _StatementCounter(connection)
     try:
         for run in range(runs + 2):
-            due_tick(run)
+            make_due(run)
             if run == 1:
-                sent.append(due_counter.count(lambda: reminders_send_due(now=now)))
+                batch_tasks.append(len(tick_counter.count(tick)))
+                sent.append(send_counter.count(lambda: send(batch_tasks[-1])))
             else:
                 started = time.perf_counter()
-                sent.append(reminders_send_due(now=now))
+                batch_tasks.append(len(tick()))
+                dispatched = time.perf_counter()
+                sent.append(send(batch_tasks[-1]))
                 if run > 1:
-                    seconds.append(time.perf_counter() - started)
+                    ticks.append(dispatched - started)
+                    sendings.append(time.perf_counter() - dispatched)
             cleanup()
     finally:
         cleanup()
-    summary = _summary(seconds)
+    tick_summary, send_summary = _summary(ticks), _summary(sendings)
     emails = sent[-1] or 1
     return {
         "pending": not_due + DUE_REMINDERS,
         "pending_not_due": not_due,
         "due": DUE_REMINDERS,
         "participants": len({invitation.participant_id for invitation in invitations}),
-        "sent": sent[-1],
-        **summary,
-        "ms_per_email": round(summary["p50_ms"] / emails, 2),
-        "statements": due_counter.statements,
-        "statements_per_email": round(due_counter.statements / emails, 1),
-        "commits": due_counter.commits,
+        "batch_tasks": batch_tasks[-1],
+        **tick_summary,
+        "statements": tick_counter.statements,
+        "commits": tick_counter.commits,
+        "sending": {
+            **send_summary,
+            "sent": sent[-1],
+            "ms_per_email": round(send_summary["p50_ms"] / emails, 2),
+            "statements": send_counter.statements,
+            "statements_per_email": round(send_counter.statements / emails, 1),
+            "commits": send_counter.commits,
+        },
         "durable_commit": _durable_commit(),
         "nothing_due": {
             **_summary(idle),

@@ -43,15 +43,22 @@ def _inprocess_rows(run: dict) -> list[str]:
             f"| Bare WeasyPrint, same HTML | {pdf['weasyprint']['p50_ms']} | {pdf['weasyprint']['p95_ms']} | |"
         )
     tick = run["inprocess"]["reminder_tick"]
-    idle = tick["nothing_due"]
+    idle, sending = tick["nothing_due"], tick["sending"]
     rows.append(
-        f"| Reminder tick, nothing due | {idle['p50_ms']} | {idle['p95_ms']} "
-        f"| {tick['pending_not_due']} pending not due; {idle['statements']} statements, {idle['commits']} commits |"
+        f"| Reminder tick (the periodic task: count due, enqueue batch tasks), nothing due | {idle['p50_ms']} "
+        f"| {idle['p95_ms']} | {tick['pending_not_due']} pending not due; {idle['statements']} statements, "
+        f"{idle['commits']} commits |"
     )
     rows.append(
-        f"| Reminder tick, {tick['due']} due | {tick['p50_ms']} | {tick['p95_ms']} "
-        f"| {tick['sent']} sent to {tick['participants']} participants: {tick['ms_per_email']} ms, "
-        f"{tick['statements_per_email']} statements per e-mail; {tick['commits']} commits "
+        f"| Reminder tick (the periodic task: count due, enqueue batch tasks), {tick['due']} due "
+        f"| {tick['p50_ms']} | {tick['p95_ms']} | {tick['batch_tasks']} batch tasks enqueued on Redis; "
+        f"{tick['statements']} statements, {tick['commits']} commits; sends nothing |"
+    )
+    rows.append(
+        f"| Reminder e-mails: the tick's {tick['batch_tasks']} batch tasks run one after another in-process, "
+        f"{tick['due']} due | {sending['p50_ms']} | {sending['p95_ms']} "
+        f"| {sending['sent']} sent to {tick['participants']} participants: {sending['ms_per_email']} ms, "
+        f"{sending['statements_per_email']} statements per e-mail; {sending['commits']} commits "
         f"(a durable commit alone: {tick['durable_commit']['p50_ms']} ms) |"
     )
     rows += ["", "| export (own process) | status | seconds | peak RSS MB | rows | MB written | queries |"]

@@ -1,7 +1,8 @@
 """Reminders that are sent exactly once (DOMAIN.md s.7: #1, #2, #8).
 
 Every e-mail the study owes is a Reminder row with a unique key, created ahead of time from the
-protocol's ReminderRules. The beat tick claims due rows with SELECT ... FOR UPDATE SKIP LOCKED,
+protocol's ReminderRules. The beat tick only counts the due rows and enqueues one batch task per
+BATCH_SIZE of them; each batch task claims due rows with SELECT ... FOR UPDATE SKIP LOCKED,
 checks they are still wanted (questionnaire open, participant contactable), and sends each one
 under a PostgreSQL advisory lock, committing pending -> sending -> sent around the SMTP
 conversation (one statement per e-mail) - so a killed worker, a second worker or a flushed Redis
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from email.utils import parseaddr
 from smtplib import SMTPException
 
@@ -539,8 +541,10 @@ def _close_quietly(mail: BaseEmailBackend) -> None:
 def reminders_send_due(
     *, now: dt.datetime | None = None, batch_size: int = BATCH_SIZE, max_batches: int = 40
 ) -> int:
-    """Send every due reminder once; safe in several workers at the same moment. Returns the
-    number sent.
+    """Send every due reminder once, batch after batch in this process (the management command,
+    tests, the benchmark); safe in several workers at the same moment. Returns the number sent.
+    The beat tick does not call this: it enqueues batch tasks (`reminders_dispatch_due`), each
+    of which sends one batch the same way (`reminders_send_batch`).
 
     Each reminder goes pending -> sending -> sent around its SMTP conversation, while this
     database session holds a PostgreSQL advisory lock on it; its 'sending' mark (with its
@@ -551,35 +555,89 @@ def reminders_send_due(
     - a worker killed at any point leaves its rows 'pending' (never handed to the mail server)
       or at most the one it was sending 'sending'; its connection ends, PostgreSQL drops its
       advisory locks, and the next tick sends those rows again with the same Message-ID;
-    - the broker holds nothing that matters: a lost or duplicated tick only sends what the
-      table says is due.
+    - the broker holds nothing that matters: a lost, duplicated or extra tick or batch task only
+      sends what the table says is due.
     The window that remains: a worker lost after the mail server accepted a message and before
     its 'sent' commit (one short transaction, no other e-mail in between) makes that one reminder
     go out twice, with the same Message-ID (at least once, never lost). SMTP cannot close it: the
     server's acceptance and our commit are two systems (RFC 1047). Likewise a connection that
     breaks after the end of DATA but before the server's reply is retried later as a failure.
 
-    With nothing due the tick is one indexed look (`_states_to_send`), whatever the number of
+    With nothing due this is one indexed look (`_states_to_send`), whatever the number of
     pending rows not yet due.
     """
     now = now or timezone.now()
     states = _states_to_send(now)
     if not states:
         return 0
-    # A worker lost during this tick leaves its 'sending' row to the next tick, a minute later.
+    # A worker lost during this run leaves its 'sending' row to the next tick, a minute later.
     lost = ReminderState.SENDING in states
     sent = 0
-    sites: dict[int, Site] = {}  # read once per tick, when the first batch needs them
+    sites: dict[int, Site] = {}  # read once per run, when the first batch needs them
     for _batch in range(max_batches):
-        batch, found = _claim(now, batch_size, sites, lost=lost)
-        if not found:
+        batch_sent = _claim_and_send(now, batch_size, sites, lost=lost)
+        if batch_sent is None:
             break
-        try:
-            sent += _send_batch(batch, now)
-        finally:
-            # One call per batch, after every 'sent' commit of the batch.
-            _advisory_unlock([row.pk for row in batch])
+        sent += batch_sent
     return sent
+
+
+def reminders_send_batch(
+    *, now: dt.datetime | None = None, lost: bool = True, batch_size: int = BATCH_SIZE
+) -> int:
+    """Claim and send ONE batch of due reminders (the body of a `reminders_send_batch` task), by
+    the protocol `reminders_send_due` describes; `lost`: also claim lost workers' 'sending' rows.
+    Idempotent: a duplicate or extra task finds nothing left to claim and returns 0."""
+    return _claim_and_send(now or timezone.now(), batch_size, {}, lost=lost) or 0
+
+
+def _claim_and_send(now: dt.datetime, batch_size: int, sites: dict[int, Site], *, lost: bool) -> int | None:
+    """One claim and its sending: the number sent, or None if there was nothing to claim."""
+    batch, found = _claim(now, batch_size, sites, lost=lost)
+    if not found:
+        return None
+    try:
+        return _send_batch(batch, now)
+    finally:
+        # One call per batch, after every 'sent' commit of the batch.
+        _advisory_unlock([row.pk for row in batch])
+
+
+# At most this many batch tasks per tick (400 e-mails a minute); a larger burst spreads over the
+# next ticks, as the rows stay due.
+DISPATCH_MAX_BATCHES = 40
+
+
+def _due_counts(now: dt.datetime, cap: int) -> Counter:
+    """One look, outside any transaction, like `_states_to_send`: how many pending rows are due by
+    `now` and how many are 'sending' (a lost worker's, or one a live worker is sending), each up to
+    `cap`. Two arms of one statement, each answered by its state's partial index."""
+    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).values_list("state")[:cap]
+    sending = Reminder.objects.filter(state=ReminderState.SENDING).values_list("state")[:cap]
+    return Counter(state for (state,) in due.union(sending, all=True))
+
+
+def reminders_dispatch_due(
+    *,
+    now: dt.datetime | None = None,
+    queue: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int = DISPATCH_MAX_BATCHES,
+) -> list[str]:
+    """The minute tick: count the reminders to send (one statement) and enqueue one
+    `reminders_send_batch` task per `batch_size` of them (up to `max_batches`) on `queue` (the
+    default queue if None), so idle workers share a burst. Sends nothing itself. Returns the ids
+    of the tasks enqueued.
+
+    The count is a hint, not a claim: the batch tasks claim with SKIP LOCKED, so a row counted
+    here and sent by an earlier tick's task makes one task find nothing (it returns 0), and a
+    task lost with Redis is replaced by the next tick's count."""
+    from pro_measures.tasks import reminders_send_batch as send_batch_task
+
+    counts = _due_counts(now or timezone.now(), batch_size * max_batches)
+    batches = min(max_batches, -(-sum(counts.values()) // batch_size))
+    lost = ReminderState.SENDING in counts
+    return [send_batch_task.apply_async(kwargs={"lost": lost}, queue=queue).id for _batch in range(batches)]
 
 
 def reminders_cancel_for_participant(*, participant_id: int, reason: str) -> int:

@@ -6,10 +6,19 @@ from pro_measures import invitations, reminders
 from trial.celery import app
 
 
+@app.task(bind=True, soft_time_limit=50, time_limit=60)
+def reminders_tick(self) -> list[str]:
+    """Every minute: count the due reminders and enqueue one `reminders_send_batch` per batch of
+    them, on the queue this tick came from (sends nothing itself). Returns the batch tasks' ids."""
+    delivery = self.request.delivery_info or {}
+    return reminders.reminders_dispatch_due(queue=delivery.get("routing_key"))
+
+
 @app.task(soft_time_limit=50, time_limit=60)
-def reminders_tick() -> int:
-    """Send every due reminder once (runs every minute; safe with several workers)."""
-    return reminders.reminders_send_due()
+def reminders_send_batch(lost: bool = True) -> int:
+    """Claim and send one batch of due reminders (exactly once, safe with duplicates and several
+    workers: a task that finds nothing left returns 0). Returns the number sent."""
+    return reminders.reminders_send_batch(lost=lost)
 
 
 @app.task(soft_time_limit=600, time_limit=660)

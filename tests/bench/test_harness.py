@@ -58,11 +58,19 @@ def run(**overrides) -> dict:
                 "pending_not_due": 100_000,
                 "due": 50,
                 "participants": 50,
-                "sent": 50,
-                "ms_per_email": 3.0,
-                "statements": 90,
-                "statements_per_email": 1.8,
-                "commits": 61,
+                "batch_tasks": 5,
+                "statements": 1,
+                "commits": 0,
+                "sending": {
+                    "runs": 5,
+                    "p50_ms": 400,
+                    "p95_ms": 450,
+                    "sent": 50,
+                    "ms_per_email": 8.0,
+                    "statements": 90,
+                    "statements_per_email": 1.8,
+                    "commits": 61,
+                },
                 "durable_commit": {"runs": 20, "p50_ms": 1.5, "p95_ms": 2.5},
                 "nothing_due": {"p50_ms": 2, "p95_ms": 3, "statements": 1, "commits": 0},
             },
@@ -116,16 +124,17 @@ def test_one_size_leaves_the_comparisons_unchecked():
 TICK_TARGET = "A reminder tick over 100,000 pending rows <= 200 ms"
 
 
-def test_the_reminder_tick_is_judged_on_the_tick_that_sends_not_on_the_idle_one():
-    sending_slowly = run(inprocess__reminder_tick__p50_ms=250)
-    results = verdicts({200: run(), 10_000: sending_slowly})
+def test_the_reminder_tick_is_judged_on_the_tick_itself_with_and_without_reminders_due():
+    dispatching_slowly = run(inprocess__reminder_tick__p50_ms=250)
+    results = verdicts({200: run(), 10_000: dispatching_slowly})
     assert results[TICK_TARGET] == "FAIL"
     idle_but_slow = run(inprocess__reminder_tick__nothing_due={"p50_ms": 201, "p95_ms": 250, "statements": 1})
     assert verdicts({200: idle_but_slow})[TICK_TARGET] == "FAIL"
+    # The sending is the batch tasks' (on the workers): reported, not the tick's figure.
     assert verdicts({200: run()})[TICK_TARGET] == "PASS"
 
 
-def test_the_report_shows_the_idle_tick_and_the_cost_per_e_mail():
+def test_the_report_shows_the_tick_and_the_sending_apart():
     figures = run()
     figures["pages"] = {"floor": {**page(10, 1), "requests": 1, "errors": 0, "p50_ms": 9}}
     figures["pages"]["floor"].update(requests_per_s=1, peak_rss_mb=1)
@@ -134,8 +143,15 @@ def test_the_report_shows_the_idle_tick_and_the_cost_per_e_mail():
     figures["concurrent"].update(users=50, seconds=30)
     figures.update(database="bench", server_peak_rss_mb=1)
     rows = "\n".join(report._inprocess_rows(figures))
-    assert "| Reminder tick, nothing due | 2 | 3 | 100000 pending not due; 1 statements, 0 commits |" in rows
     assert (
-        "| Reminder tick, 50 due | 150 | 180 | 50 sent to 50 participants: 3.0 ms, 1.8 statements per e-mail"
-        in rows
-    )
+        "| Reminder tick (the periodic task: count due, enqueue batch tasks), nothing due | 2 | 3 "
+        "| 100000 pending not due; 1 statements, 0 commits |"
+    ) in rows
+    assert (
+        "| Reminder tick (the periodic task: count due, enqueue batch tasks), 50 due | 150 | 180 "
+        "| 5 batch tasks enqueued on Redis; 1 statements, 0 commits; sends nothing |"
+    ) in rows
+    assert (
+        "| Reminder e-mails: the tick's 5 batch tasks run one after another in-process, 50 due | 400 | 450 "
+        "| 50 sent to 50 participants: 8.0 ms, 1.8 statements per e-mail; 61 commits"
+    ) in rows

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 import threading
+import uuid
 from smtplib import SMTPDataError
 
 import pytest
+import redis
 import time_machine
 from django.conf import settings
 from django.core import mail
 from django.core.mail.backends import locmem
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from pro_measures import invitations, reminders
+from pro_measures import invitations, reminders, tasks
 from pro_measures.invitations import LinkProblem, invitation_for_token, token_hash
 from pro_measures.models import Invitation, InvitationLink, InvitationStatus, Reminder, ReminderState
 from trial import protocol
@@ -330,3 +334,86 @@ def test_each_e_mail_costs_one_statement_beyond_its_batch(participant):
         return len(queries)
 
     assert statements_to_send(6) - statements_to_send(3) == 3
+
+
+# --- The tick dispatches, batch tasks send -----------------------------------------------------
+
+
+def add_due(participant, count: int, now: dt.datetime) -> None:
+    """`count` more reminders of an open questionnaire, due before `now`."""
+    invitation = Invitation.objects.first()
+    Reminder.objects.bulk_create(
+        Reminder(
+            key=f"extra:{n}",
+            kind="reminder",
+            invitation=invitation,
+            visit_id=invitation.visit_id,
+            site_id=participant.site_id,
+            sequence=100 + n,
+            due_at=now - dt.timedelta(minutes=1),
+            rules_fingerprint="x",
+        )
+        for n in range(count)
+    )
+
+
+@pytest.fixture
+def own_queue():
+    """A queue of the test's own on the test Redis (the real broker), emptied afterwards; yields
+    it and a function returning the names of the tasks waiting in it."""
+    name = f"test-dispatch-{uuid.uuid4().hex[:12]}"
+    store = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+    def waiting() -> list[str]:
+        return [json.loads(body)["headers"]["task"] for body in store.lrange(name, 0, -1)]
+
+    try:
+        yield name, waiting
+    finally:
+        store.delete(name)
+
+
+def test_the_tick_enqueues_one_batch_task_per_batch_of_due_reminders(
+    participant, own_queue, django_assert_num_queries
+):
+    plan(participant)
+    now = timezone.now()
+    add_due(participant, 2 * reminders.BATCH_SIZE - 6 + 1, now)  # 6 planned ones are due too
+    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).count()
+    assert due == 2 * reminders.BATCH_SIZE + 1
+    queue, waiting = own_queue
+    with django_assert_num_queries(1):
+        task_ids = reminders.reminders_dispatch_due(now=now, queue=queue)
+    assert len(task_ids) == 3 == len(set(task_ids))
+    assert waiting() == ["pro_measures.tasks.reminders_send_batch"] * 3
+    assert len(mail.outbox) == 0  # the tick sends nothing itself
+    assert not Reminder.objects.exclude(state=ReminderState.PENDING).exists()
+
+
+def test_the_tick_enqueues_at_most_its_cap_and_nothing_when_nothing_is_due(
+    participant, own_queue, django_assert_num_queries
+):
+    plan(participant)
+    queue, waiting = own_queue
+    before_any_due = dt.datetime(2026, 11, 3, 13, 0, tzinfo=UTC)
+    with django_assert_num_queries(1):
+        assert reminders.reminders_dispatch_due(now=before_any_due, queue=queue) == []
+    assert waiting() == []
+    now = timezone.now()
+    add_due(participant, 30, now)
+    assert len(reminders.reminders_dispatch_due(now=now, queue=queue, max_batches=2)) == 2
+    assert len(waiting()) == 2
+
+
+def test_a_batch_task_sends_at_most_one_batch_and_duplicates_send_nothing_twice(participant):
+    plan(participant)
+    now = timezone.now()
+    add_due(participant, 2 * reminders.BATCH_SIZE, now)
+    due = Reminder.objects.filter(state=ReminderState.PENDING, due_at__lte=now).count()
+    assert due == 2 * reminders.BATCH_SIZE + 6
+    # What the tick enqueued (3 tasks) plus duplicates (a redelivery, an earlier tick's extra).
+    results = [tasks.reminders_send_batch.apply().get() for _ in range(5)]
+    assert results == [reminders.BATCH_SIZE, reminders.BATCH_SIZE, 6, 0, 0]
+    message_ids = [m.extra_headers["Message-ID"] for m in mail.outbox]
+    assert len(message_ids) == len(set(message_ids)) == due
+    assert Reminder.objects.filter(state=ReminderState.SENT).count() == due

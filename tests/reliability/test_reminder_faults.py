@@ -2,8 +2,9 @@
 once, counted by an SMTP server in the test process, whatever happens to the workers and Redis.
 
 Real Celery worker processes (tests/worker.py) run the beat's tick task, sent as beat sends it
-(`send_task` of the `reminders-tick` entry of CELERY_BEAT_SCHEDULE), against the test PostgreSQL
-and deliver over SMTP, as production does. The broker is a Redis server of this test's own
+(`send_task` of the `reminders-tick` entry of CELERY_BEAT_SCHEDULE), against the test PostgreSQL.
+The tick only enqueues `reminders_send_batch` tasks (one per batch of due reminders, on the queue
+the tick came from); the workers run those, which claim and deliver over SMTP, as production does. The broker is a Redis server of this test's own
 (started here, on a free port): flushing it cannot touch the shared test Redis other runs use.
 Nothing waits a fixed time: every wait polls a condition with a deadline.
 """
@@ -177,6 +178,12 @@ def tick(beat: Celery, queue: str):
     return beat.send_task(entry["task"], entry.get("args", ()), entry.get("kwargs", {}), queue=queue)
 
 
+def sent_by(beat: Celery, tick_result) -> list[int]:
+    """Wait for a tick and the batch tasks it enqueued; the number each batch task sent."""
+    batch_ids = tick_result.get(timeout=WAIT_S)
+    return [beat.AsyncResult(batch_id).get(timeout=WAIT_S) for batch_id in batch_ids]
+
+
 @pytest.fixture
 def start_worker(broker, beat, sink, tmp_path):
     """Start a worker (on `queue`, a new one by default) that uses the test's broker and sends
@@ -271,7 +278,7 @@ def test_a_worker_killed_mid_batch_loses_no_reminder_and_sends_none_twice(due, s
     wait_until(lambda: sending_locks_held() == 0, "PostgreSQL dropped the dead worker's locks")
 
     second = start_worker()
-    tick(beat, second.queue).get(timeout=WAIT_S)
+    assert sum(sent_by(beat, tick(beat, second.queue))) == len(due) - 4
     assert all_sent(due)
     assert_each_sent_once(handler, due)
     recovered = Reminder.objects.get(attempts=1)
@@ -293,7 +300,7 @@ def test_a_worker_killed_after_the_server_accepted_resends_that_one_with_the_sam
     wait_until(lambda: sending_locks_held() == 0, "PostgreSQL dropped the dead worker's locks")
 
     second = start_worker()
-    tick(beat, second.queue).get(timeout=WAIT_S)
+    sent_by(beat, tick(beat, second.queue))
     assert all_sent(due)
     delivered = Counter(handler.accepted)
     twice = [message_id for message_id, n in delivered.items() if n == 2]
@@ -314,19 +321,25 @@ def test_flushing_redis_after_ticks_were_queued_loses_no_reminder(due, sink, bea
     store.flushdb()
     assert store.dbsize() == 0
 
-    # A worker mid-send; more ticks queued behind it; Redis flushed again under it.
+    # A worker mid-send (the tick's first batch task); the tick's other batch tasks and more
+    # ticks queued behind it; Redis flushed again under it, losing all of them.
     handler.hold_at = 8
     worker = start_worker(queue)
     tick(beat, queue)
     assert handler.holding.wait(WAIT_S)
+    assert store.llen(queue) == -(-len(due) // reminders.BATCH_SIZE) - 1
     tick(beat, queue)
     tick(beat, queue)
     store.flushdb()
     handler.release.set()
 
-    # The interrupted tick carried on to the end; the next tick from the same beat (run after
-    # it by the one worker) finds nothing more owed.
-    assert tick(beat, queue).get(timeout=WAIT_S) == 0
+    # The interrupted batch carried on to the end; the next tick from the same beat (run after
+    # it by the one worker) enqueues batches for what the lost tasks owed, and the one after
+    # finds nothing more owed.
+    left = len(due) - reminders.BATCH_SIZE
+    batches = sent_by(beat, tick(beat, queue))
+    assert sum(batches) == left and len(batches) == -(-left // reminders.BATCH_SIZE)
+    assert tick(beat, queue).get(timeout=WAIT_S) == []
     assert all_sent(due)
     assert_each_sent_once(handler, due)
     assert worker.process.poll() is None
@@ -337,7 +350,7 @@ def test_two_workers_and_two_ticks_at_once_send_each_reminder_once(due, sink, be
     handler.meet_at_first = 2  # the first e-mail waits until the other worker is sending too
     workers = [start_worker(), start_worker()]
     results = [tick(beat, worker.queue) for worker in workers]
-    counts = [result.get(timeout=WAIT_S) for result in results]
+    counts = [sum(sent_by(beat, result)) for result in results]
     assert handler.met.is_set(), "the two workers never sent at the same time"
     assert all(count > 0 for count in counts), counts  # both did part of the work
     assert sum(counts) == len(due)
