@@ -24,6 +24,7 @@ from pro_measures import invitations, reminders, tasks
 from pro_measures.invitations import LinkProblem, invitation_for_token, token_hash
 from pro_measures.models import Invitation, InvitationLink, InvitationStatus, Reminder, ReminderState
 from trial import protocol
+from trial.celery import app
 
 pytestmark = pytest.mark.django_db
 
@@ -359,8 +360,8 @@ def add_due(participant, count: int, now: dt.datetime) -> None:
 
 @pytest.fixture
 def own_queue():
-    """A queue of the test's own on the test Redis (the real broker), emptied afterwards; yields
-    it and a function returning the names of the tasks waiting in it."""
+    """A queue of the test's own on the test Redis (the real broker), deleted afterwards with its
+    kombu bindings; yields it and a function returning the names of the tasks waiting in it."""
     name = f"test-dispatch-{uuid.uuid4().hex[:12]}"
     store = redis.Redis.from_url(settings.CELERY_BROKER_URL)
 
@@ -370,7 +371,12 @@ def own_queue():
     try:
         yield name, waiting
     finally:
-        store.delete(name)
+        with app.connection_for_write() as broker:
+            # Declared on this channel first: kombu deletes a queue (and its bindings) it knows.
+            queue = app.amqp.queues[name](broker.default_channel)
+            queue.declare()
+            queue.delete()
+        assert store.keys(f"*{name}*") == []
 
 
 def test_the_tick_enqueues_one_batch_task_per_batch_of_due_reminders(
