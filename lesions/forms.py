@@ -8,7 +8,9 @@ refusal of the service belongs. The service (`lesions.services`) stays the guard
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -199,7 +201,10 @@ def _number(model, name, width: str) -> forms.Field:
     return field
 
 
+@functools.cache
 def _measurement_fields() -> dict[str, forms.Field]:
+    """The measurement's fields, built once: each row's form takes a deep copy (`_row_fields`),
+    as Django does with a form class's declared fields."""
     m = UltrasoundMeasurement
     fields = {
         "length_mm": _number(m, "length_mm", "5.5rem"),
@@ -239,7 +244,9 @@ def _decimal_choice(value: str) -> Decimal:
         raise ValueError(value) from None
 
 
+@functools.cache
 def _injection_fields() -> dict[str, forms.Field]:
+    """The injection's fields, built once (as `_measurement_fields`)."""
     i = Injection
     dosing = PROTOCOL.dosing
     fields = {
@@ -401,10 +408,12 @@ class LesionRowForm(forms.Form):
         self.conflicts: list[str] = []  # what someone else saved meanwhile, in words
         self.measurement_names = list(MEASUREMENT_FIELDS) if takes_measurements else []
         self.injection_names = list(INJECTION_FIELDS) if takes_injections else []
+        # Copies of fields built once: building them anew (choices, validators, widgets) for
+        # every row of every table was most of the form's cost (issue #9).
         if takes_measurements:
-            self.fields.update(_measurement_fields())
+            self.fields.update(copy.deepcopy(_measurement_fields()))
         if takes_injections:
-            self.fields.update(_injection_fields())
+            self.fields.update(copy.deepcopy(_injection_fields()))
         label = row.lesion.label
         for name in (*self.measurement_names, *self.injection_names):
             model = UltrasoundMeasurement if name in MEASUREMENT_FIELDS else Injection
