@@ -4,7 +4,9 @@ Tests use the real PostgreSQL and Redis. Only what a test run needs differs: pla
 client, a fast password hasher, a Redis database of its own, e-mail kept in memory.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Tests read no .env file: the same results on a developer's machine and in CI.
@@ -22,9 +24,21 @@ os.environ.setdefault("CACHE_KEY_PREFIX", f"sts-edc-test-{os.getpid()}")
 os.environ.setdefault("TIME_ZONE", "America/New_York")
 os.environ.setdefault("STATIC_MANIFEST", "false")
 os.environ.setdefault("EMAIL_URL", "memorymail://")
+
+
+def _temporary_directory(name: str, prefix: str) -> None:
+    """A directory of this run's own for `name`, removed when the run ends. Servers and workers a
+    test starts inherit the variable, so they share it and leave the removal to this process."""
+    if os.environ.get(name):
+        return
+    path = os.environ[name] = tempfile.mkdtemp(prefix=prefix)
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, ignore_errors=True))
+
+
 # Tests serve static files from the finders (no collectstatic); an empty root keeps whitenoise quiet.
-os.environ.setdefault("STATIC_ROOT", tempfile.mkdtemp(prefix="edc-static-"))
-os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="edc-media-"))
+_temporary_directory("STATIC_ROOT", "edc-static-")
+_temporary_directory("MEDIA_ROOT", "edc-media-")
 
 from trial.settings import *  # noqa: E402,F403
 
