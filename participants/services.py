@@ -61,7 +61,10 @@ def _announce(task_name: str, *args: Any) -> None:
             # A signature by name, not app.send_task: it resolves to the registered task when this
             # process has it, so it honours task_always_eager like .delay() does (send_task would
             # always go to the broker), and falls back to sending by name when it does not.
-            app.signature(task_name, args=list(args)).apply_async(retry=False)
+            # ignore_result: nobody waits for an announcement's outcome, so the Redis result
+            # backend neither subscribes this process to the task's result channel (a SUBSCRIBE
+            # and an UNSUBSCRIBE on every save) nor has the worker store a result.
+            app.signature(task_name, args=list(args)).apply_async(retry=False, ignore_result=True)
         except Exception:  # noqa: BLE001 - any broker failure; logged, the sweep catches up
             logger.warning(
                 "Could not enqueue %s%r; the periodic sweep will do it.", task_name, args, exc_info=True

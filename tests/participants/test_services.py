@@ -321,3 +321,28 @@ def test_enrolment_plans_questionnaires_after_commit_through_the_task_by_name(
         assert not Invitation.objects.filter(participant=participant).exists()  # not before commit
     assert len(callbacks) >= 1
     assert Invitation.objects.filter(participant=participant).exists()
+
+
+def test_announcement_goes_to_the_broker_without_waiting_for_a_result(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """An announcement is fire-and-forget: it is published once, after commit, and neither
+    subscribes the web process to the task's result channel (a Redis round trip on every save of
+    clinical data) nor asks the worker to store a result that nobody reads."""
+    from trial.celery import app
+
+    published, result_subscriptions = [], []
+    monkeypatch.setattr(
+        app.backend, "on_task_call", lambda producer, task_id: result_subscriptions.append(task_id)
+    )
+    monkeypatch.setattr(
+        app.amqp, "send_task_message", lambda producer, name, message, **options: published.append(message)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services._announce("reports.tasks.visit_report_generate", 42, "changed")
+        assert published == []  # not before commit
+
+    assert [(m.headers["task"], m.headers["ignore_result"]) for m in published] == [
+        ("reports.tasks.visit_report_generate", True)
+    ]
+    assert result_subscriptions == []
