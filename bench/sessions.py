@@ -16,7 +16,7 @@ from trial.accounts.sessions import session_limits_start
 from trial.models import Site, User
 from trial.sites import SESSION_KEY as SITE_SESSION_KEY
 
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+MODEL_BACKEND = "trial.accounts.backends.UserWithPermissionsBackend"
 
 
 def _confirmed_device(user: User) -> Device:

@@ -12,13 +12,15 @@ from collections.abc import Collection
 from django.core.exceptions import PermissionDenied
 
 from trial.models import Site, User
+from trial.sites import user_may_see_site
 
 
 def require_site_permission(actor: User | None, permission: str | Collection[str], site: Site) -> None:
     """Refuse unless `actor` holds `permission` (or every one of several) and may see `site`'s
-    data. One query, however many permissions (Django caches them on the user)."""
+    data. At most one query, however many permissions (Django caches them on the user), and none
+    when `actor` is the request's user and `site` one of the sites read for the request."""
     if actor is None:
         return
     permissions = [permission] if isinstance(permission, str) else list(permission)
-    if not actor.has_perms(permissions) or not Site.objects.visible_to(actor).filter(pk=site.pk).exists():
+    if not actor.has_perms(permissions) or not user_may_see_site(actor, site):
         raise PermissionDenied

@@ -160,7 +160,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 # --- Authentication -----------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, reading the signed-in user's permissions with the user.
+    "trial.accounts.backends.UserWithPermissionsBackend",
 ]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",

@@ -11,6 +11,8 @@ from django.utils import timezone
 from trial.models import Site
 
 SESSION_KEY = "current_site_id"
+# On the request's user: the ids of the sites request_sites read, for the rest of the request.
+REQUEST_SITE_IDS = "_request_site_ids"
 
 
 def sites_for(user):
@@ -23,7 +25,20 @@ def request_sites(request) -> list[Site]:
     sites = getattr(request, "_user_sites", None)
     if sites is None:
         sites = request._user_sites = list(sites_for(request.user))
+        # So that services called by this request's user answer "may they see this site" from it
+        # (user_may_see_site). The user object is read afresh on every request, like its
+        # permissions, so a membership removed takes effect on the user's next request.
+        setattr(request.user, REQUEST_SITE_IDS, frozenset(site.pk for site in sites))
     return sites
+
+
+def user_may_see_site(user, site: Site) -> bool:
+    """Whether `user` may see `site`'s data (Site.objects.visible_to), without a statement when
+    the site is one of the active sites already read for this request."""
+    if site.pk in getattr(user, REQUEST_SITE_IDS, ()):
+        return True
+    # Not read yet this request, or an inactive site (visible_to does not exclude those).
+    return Site.objects.visible_to(user).filter(pk=site.pk).exists()
 
 
 def current_site(request) -> Site | None:

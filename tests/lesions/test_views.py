@@ -514,15 +514,16 @@ def test_the_table_is_one_query_budget_whatever_the_number_of_lesions(
     assert queries() == with_three
 
 
-# Saving the table (issue #9): the session, user, second factor and permissions (2) of the
-# request; the visit with its lock state; the table's lesions with their records; then in the
-# service the visit row-locked with its participant and lock state, the lesions with their
-# records under that lock, the site permission, the one UPDATE of the changed row, and the last
-# earlier measurement for the plausibility warning. Here the service's transaction is a savepoint
-# inside the test's (2 more); on the site the request also reads the chosen site: 13 statements
-# (bench/pages.py measures them), where 38 were per-row lookups, constraint checks (3 statements
-# each in Django's validate_constraints) and reads of the same rows twice.
-TABLE_SAVE_STATEMENTS = 14
+# Saving the table (issue #9): the session, the user with their permissions, and the second
+# factor of the request; the visit with its lock state; the table's lesions with their records;
+# then in the service the visit row-locked with its participant and lock state, the lesions with
+# their records under that lock, the site permission, the one UPDATE of the changed row, and the
+# last earlier measurement for the plausibility warning. Here the service's transaction is a
+# savepoint inside the test's (2 more); on the site the request also reads the chosen site, which
+# then answers the site permission: 10 statements (bench/pages.py measures them), where 38 were
+# per-row lookups, constraint checks (3 statements each in Django's validate_constraints) and
+# reads of the same rows twice.
+TABLE_SAVE_STATEMENTS = 12
 
 
 def test_saving_the_table_is_one_query_budget_whatever_the_number_of_lesions(
