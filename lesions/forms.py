@@ -20,8 +20,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.forms.models import fields_for_model
 from django.utils.text import capfirst
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from lesions.models import (
     AnatomicalSite,
@@ -203,8 +203,7 @@ def _number(model, name, width: str) -> forms.Field:
 
 @functools.cache
 def _measurement_fields() -> dict[str, forms.Field]:
-    """The measurement's fields, built once: each row's form takes a deep copy (`_row_fields`),
-    as Django does with a form class's declared fields."""
+    """The measurement's fields, built once and shared by the rows (`_row_fields`)."""
     m = UltrasoundMeasurement
     fields = {
         "length_mm": _number(m, "length_mm", "5.5rem"),
@@ -231,6 +230,8 @@ def _measurement_fields() -> dict[str, forms.Field]:
         fields[name].widget.attrs["class"] = CHECK
     for name in ("operator", "device"):
         fields[name].widget.attrs.update({"class": f"{SMALL} {_width('9rem')}"})
+    for field in fields.values():
+        field.bound_field_class = RowInput
     return fields
 
 
@@ -280,7 +281,63 @@ def _injection_fields() -> dict[str, forms.Field]:
     fields["complication_detail"].widget.attrs.update({"class": f"{SMALL} {_width('12rem')}"})
     for name in ("local_anaesthetic_mixed", "ultrasound_guided"):
         fields[name].widget.attrs["class"] = CHECK
+    for field in fields.values():
+        field.bound_field_class = RowInput
     return fields
+
+
+class RowInput(forms.BoundField):
+    """An input of one lesion's row. Its field is shared by every row (`_row_fields`); what is the
+    row's own lives here: the label naming the lesion ("L2 length (mm)": every input names its
+    lesion for screen readers) and what `VisitTable.link_errors` points the input at."""
+
+    def __init__(self, form: LesionRowForm, field: forms.Field, name: str):
+        super().__init__(form, field, name)
+        self.label = f"{form.row.lesion.label} {form.input_names[name]}"
+        self.invalid = False  # shown with Bootstrap's is-invalid
+        self.described_by = ""  # the ids of its error and its row's errors
+
+    def build_widget_attrs(self, attrs, widget=None):
+        # Put first, as they were when link_errors set them on each row's own copy of the widget:
+        # the rendered attributes keep their order.
+        own = {}
+        if self.invalid:
+            own["class"] = f"{(widget or self.field.widget).attrs.get('class', '')} is-invalid".strip()
+        if self.described_by:
+            own["aria-describedby"] = self.described_by
+        return {**own, **super().build_widget_attrs({**own, **attrs}, widget)}
+
+
+@functools.cache
+def _row_fields(takes_measurements: bool, takes_injections: bool, editable: bool) -> dict[str, forms.Field]:
+    """A row's fields, shared by every row of every table of this kind and never changed once
+    built: a read-only table has its own, disabled, copies of the inputs."""
+    inputs = {
+        **(_measurement_fields() if takes_measurements else {}),
+        **(_injection_fields() if takes_injections else {}),
+    }
+    if not editable:
+        inputs = copy.deepcopy(inputs)
+        for field in inputs.values():
+            field.disabled = True
+    return {
+        # The lesion and the versions of its parts the row was opened with (trial.concurrency).
+        "lesion": forms.IntegerField(required=False, widget=forms.HiddenInput),
+        "measurement_version": forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput),
+        "injection_version": forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput),
+        **inputs,
+    }
+
+
+@functools.cache
+def _input_names(language: str | None) -> dict[str, str]:
+    """The inputs' names in words, in `language` ("length (mm)"): a row's labels put its lesion's
+    label before them."""
+    return {
+        name: str(_model_field(model, name).verbose_name)
+        for model, names in ((UltrasoundMeasurement, MEASUREMENT_FIELDS), (Injection, INJECTION_FIELDS))
+        for name in names
+    }
 
 
 # What makes a row "entered": operator and device do not count, since the table-wide values (or a
@@ -387,10 +444,6 @@ class LesionRowForm(forms.Form):
     An empty part means "not done for this lesion at this visit"; a part with any answer must be
     complete. `lesion_row()` gives what is new or changed, for the service."""
 
-    lesion = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    measurement_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-    injection_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-
     def __init__(
         self,
         *args,
@@ -408,19 +461,11 @@ class LesionRowForm(forms.Form):
         self.conflicts: list[str] = []  # what someone else saved meanwhile, in words
         self.measurement_names = list(MEASUREMENT_FIELDS) if takes_measurements else []
         self.injection_names = list(INJECTION_FIELDS) if takes_injections else []
-        # Copies of fields built once: building them anew (choices, validators, widgets) for
-        # every row of every table was most of the form's cost (issue #9).
-        if takes_measurements:
-            self.fields.update(copy.deepcopy(_measurement_fields()))
-        if takes_injections:
-            self.fields.update(copy.deepcopy(_injection_fields()))
-        label = row.lesion.label
-        for name in (*self.measurement_names, *self.injection_names):
-            model = UltrasoundMeasurement if name in MEASUREMENT_FIELDS else Injection
-            # "L2 length (mm)": every input names its lesion for screen readers.
-            self.fields[name].label = f"{label} {_model_field(model, name).verbose_name}"
-            if not editable:
-                self.fields[name].disabled = True
+        # The fields built once, shared by every row (issue #9: copying ~20 fields per row was
+        # the form's main cost). Nothing here changes a field: what differs from row to row, the
+        # label and the links to errors, lives on the row's bound fields (`RowInput`).
+        self.fields.update(_row_fields(takes_measurements, takes_injections, editable))
+        self.input_names = _input_names(get_language())
         self._measurement: dict[str, Any] | None = None
         self._injection: dict[str, Any] | None = None
         self.edits_saved_row = False
@@ -490,8 +535,8 @@ class LesionRowForm(forms.Form):
                     % {"label": self.row.lesion.label},
                 )
             return
-        self._required(data, ("length_mm", "width_mm"), _("Required: this lesion is measured."))
-        self._required(data, ("doppler_signal",), _("Choose the Doppler signal."))
+        self._required(data, ("length_mm", "width_mm"), gettext_lazy("Required: this lesion is measured."))
+        self._required(data, ("doppler_signal",), gettext_lazy("Choose the Doppler signal."))
         depth, reason = data.get("depth_mm"), data.get("depth_not_measurable_reason")
         if "depth_mm" not in self.errors:
             if depth is None and not reason:
@@ -527,10 +572,10 @@ class LesionRowForm(forms.Form):
                     % {"label": self.row.lesion.label},
                 )
             return
-        self._required(data, ("concentration_mg_per_ml",), _("Choose the concentration."))
-        self._required(data, ("volume_ml",), _("Enter the volume injected."))
-        self._required(data, ("needle_gauge",), _("Choose the needle gauge."))
-        self._required(data, ("immediate_pain",), _("Enter the pain score (0-10)."))
+        self._required(data, ("concentration_mg_per_ml",), gettext_lazy("Choose the concentration."))
+        self._required(data, ("volume_ml",), gettext_lazy("Enter the volume injected."))
+        self._required(data, ("needle_gauge",), gettext_lazy("Choose the needle gauge."))
+        self._required(data, ("immediate_pain",), gettext_lazy("Enter the pain score (0-10)."))
         if not data.get("ultrasound_guided"):
             self.add_error("ultrasound_guided", _("Confirm that the injection was ultrasound-guided."))
         complications = data.get("immediate_complications") or []
@@ -762,12 +807,10 @@ class VisitTable:
                 ids = []
                 if bound.errors:
                     ids.append(f"{bound.auto_id}_error")
-                    widget = form.fields[name].widget
-                    widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+                    bound.invalid = True
                 if row_errors:
                     ids.append(form.error_id)
-                if ids:
-                    form.fields[name].widget.attrs["aria-describedby"] = " ".join(ids)
+                bound.described_by = " ".join(ids)
 
     def error_summary(self) -> list[tuple[str, str]]:
         """(link target, message) for every problem, in page order, for the summary on top."""

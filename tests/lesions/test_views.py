@@ -443,6 +443,87 @@ def test_bad_input_is_a_field_error_never_a_server_error(
     assert not UltrasoundMeasurement.objects.exists() and not Injection.objects.exists()
 
 
+def label_for(response, input_id: str) -> str:
+    for node in _walk(parse_html(response.content.decode())):
+        if (
+            isinstance(node, Element)
+            and node.name == "label"
+            and dict(node.attributes).get("for") == input_id
+        ):
+            return " ".join(_text(node).split())
+    raise AssertionError(f"no label for #{input_id} on the page")
+
+
+def row_inputs(response, index: int) -> list[dict]:
+    """The attributes of the inputs and selects a person fills in row `index`."""
+    return [
+        attrs
+        for node in _walk(parse_html(response.content.decode()))
+        if isinstance(node, Element)
+        and node.name in ("input", "select")
+        and (attrs := dict(node.attributes)).get("name", "").startswith(f"rows-{index}-")
+        and attrs.get("type") != "hidden"
+    ]
+
+
+def test_every_input_is_labelled_with_its_lesion_for_screen_readers(
+    as_coordinator, lesions, table_url, negative_test
+):
+    response = as_coordinator.get(table_url)
+    page = response.content.decode()
+    for index, label in enumerate(["L1", "L2", "L3"]):
+        assert label_for(response, f"id_rows-{index}-length_mm") == f"{label} length (mm)"
+        assert label_for(response, f"id_rows-{index}-doppler_signal") == f"{label} Doppler signal"
+        assert label_for(response, f"id_rows-{index}-volume_ml") == f"{label} volume injected (mL)"
+        assert (
+            label_for(response, f"id_rows-{index}-ultrasound_guided")
+            == f"{label} ultrasound guidance confirmed"
+        )
+        assert label_for(response, f"id_rows-{index}-complication_detail") == f"{label} complication details"
+        assert f'<legend class="visually-hidden">{label} immediate complications</legend>' in page
+
+
+def test_only_the_inputs_in_error_point_at_their_errors(as_coordinator, lesions, table_url, negative_test):
+    data = page_data(as_coordinator.get(table_url))
+    fill(data, 0, **MEASURED, lesion=str(lesions[2].pk))  # a row error: the row is someone else's
+    fill(data, 1, **{**MEASURED, "width_mm": "abc"})  # a field error
+    fill(data, 2, **MEASURED)
+
+    response = as_coordinator.post(table_url, data)
+
+    assert response.status_code == 200
+    # Every input of the refused row points at the row's message, checkboxes included.
+    for attrs in row_inputs(response, 0):
+        assert attrs.get("aria-describedby") == "rows-0-errors", attrs["name"]
+        assert "is-invalid" not in attrs.get("class", "")
+    width = dict(element(response, "id_rows-1-width_mm").attributes)
+    assert width["aria-describedby"] == "id_rows-1-width_mm_error"
+    assert "is-invalid" in width["class"].split() and width["aria-invalid"] == "true"
+    others = [attrs for attrs in row_inputs(response, 1) if attrs["name"] != "rows-1-width_mm"]
+    others += row_inputs(response, 2)
+    assert others
+    for attrs in others:
+        assert "aria-describedby" not in attrs and "aria-invalid" not in attrs, attrs["name"]
+        assert "is-invalid" not in attrs.get("class", ""), attrs["name"]
+    # The next page shown starts clean: nothing of this refusal stays with the table's inputs.
+    response = as_coordinator.get(table_url)
+    for index in range(3):
+        for attrs in row_inputs(response, index):
+            assert "aria-describedby" not in attrs and "is-invalid" not in attrs.get("class", "")
+
+
+def test_a_read_only_table_disables_every_input_and_an_editable_one_none(
+    make_user, site_a, as_coordinator, lesions, table_url, negative_test
+):
+    monitor = sign_in(Client(), make_user(role=Role.MONITOR, sites=[site_a]))
+    for index in range(3):
+        inputs = row_inputs(monitor.get(table_url), index)
+        assert inputs and all("disabled" in attrs for attrs in inputs)
+    response = as_coordinator.get(table_url)
+    for index in range(3):
+        assert not any("disabled" in attrs for attrs in row_inputs(response, index))
+
+
 def test_tampered_row_data_is_refused_on_the_row(as_coordinator, lesions, table_url):
     data = page_data(as_coordinator.get(table_url))
     fill(data, 0, **MEASURED, lesion=str(lesions[2].pk), measurement_version="abc")
