@@ -46,4 +46,4 @@ RUN SECRET_KEY="collectstatic-at-build-time-only-never-used-to-sign-anything-000
 
 USER edc
 EXPOSE 8000
-CMD ["gunicorn", "trial.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+CMD ["gunicorn", "trial.wsgi", "--config", "python:trial.gunicorn_conf", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

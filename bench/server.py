@@ -1,7 +1,8 @@
 """gunicorn on 127.0.0.1 for the benchmark and the load test: start, wait until it answers, stop.
 
-Two sync workers, as a small production container would run; the master and its workers are ours
-alone (a new process group), so stopping them never touches anyone else's processes.
+Two sync workers with the production configuration (trial.gunicorn_conf), as a small container
+would run them; the master and its workers are ours alone (a new process group), so stopping them
+never touches anyone else's processes.
 """
 
 from __future__ import annotations
@@ -77,6 +78,21 @@ def _wait_until_up(server: RunningServer) -> None:
     raise ServerDidNotStart(f"gunicorn did not answer /healthz/web within {STARTUP_TIMEOUT_S} s:\n{log}")
 
 
+def gunicorn_command(port: int, *, workers: int = WORKERS) -> list[str]:
+    """The production configuration (trial.gunicorn_conf, as the Procfile and the image use it) on
+    a loopback port."""
+    return [
+        str(GUNICORN),
+        "trial.wsgi",
+        "--config=python:trial.gunicorn_conf",
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={workers}",
+        # Long exports and PDFs are not served here; a stuck request should show as an error.
+        "--timeout=120",
+        "--graceful-timeout=5",
+    ]
+
+
 @contextmanager
 def gunicorn(env: dict[str, str], log_path: Path, *, workers: int = WORKERS) -> Iterator[RunningServer]:
     """Serve trial.wsgi with `env` (see bench.environment) until the block ends."""
@@ -84,16 +100,7 @@ def gunicorn(env: dict[str, str], log_path: Path, *, workers: int = WORKERS) -> 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed argv: the venv's gunicorn
-            [
-                str(GUNICORN),
-                "trial.wsgi:application",
-                f"--bind=127.0.0.1:{port}",
-                f"--workers={workers}",
-                "--worker-class=sync",
-                # Long exports and PDFs are not served here; a stuck request should show as an error.
-                "--timeout=120",
-                "--graceful-timeout=5",
-            ],
+            gunicorn_command(port, workers=workers),
             cwd=PROJECT_DIR,
             env=env,
             stdout=log,

@@ -213,6 +213,31 @@ def test_secrets_and_local_state_stay_out_of_the_image():
         assert entry in ignored
 
 
+def gunicorn_config(command: list[str]) -> str | None:
+    """The configuration module a gunicorn command line loads (-c X, --config X, --config=X)."""
+    for number, argument in enumerate(command):
+        if argument in ("-c", "--config"):
+            return command[number + 1]
+        if argument.startswith("--config="):
+            return argument.split("=", 1)[1]
+    return None
+
+
+def test_every_web_server_runs_the_production_gunicorn_configuration():
+    """`make run` (the Procfile), the image (so compose) and the benchmark all start gunicorn with
+    trial.gunicorn_conf (preloaded site, frozen out of the GC): the benchmark measures what runs."""
+    from bench.server import gunicorn_command
+
+    commands = {"Procfile": procfile()["web"], "image": command_of("web"), "bench": gunicorn_command(8000)}
+
+    assert {where: gunicorn_config(command) for where, command in commands.items()} == dict.fromkeys(
+        commands, "python:trial.gunicorn_conf"
+    )
+    assert {where: program(command)[:2] for where, command in commands.items()} == dict.fromkeys(
+        commands, ["gunicorn", "trial.wsgi"]
+    )
+
+
 def test_procfile_runs_the_same_processes_as_compose():
     processes = procfile()
 
