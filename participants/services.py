@@ -58,9 +58,14 @@ def _announce(task_name: str, *args: Any) -> None:
 
     def send() -> None:
         try:
-            # A signature by name, not app.send_task: it resolves to the registered task when this
-            # process has it, so it honours task_always_eager like .delay() does (send_task would
-            # always go to the broker), and falls back to sending by name when it does not.
+            # Tasks modules are imported on the first announcement a process makes, not at every
+            # start-up (a management command would load WeasyPrint for nothing); gunicorn's master
+            # imports them once for its workers (trial.gunicorn_conf).
+            if task_name not in app.tasks:
+                app.loader.import_default_modules()
+            # A signature by name, not app.send_task: it resolves to the registered task, so it
+            # honours task_always_eager like .delay() does (send_task would always go to the
+            # broker), and falls back to sending by name if no app defines it here.
             # ignore_result: nobody waits for an announcement's outcome, so the Redis result
             # backend neither subscribes this process to the task's result channel (a SUBSCRIBE
             # and an UNSUBSCRIBE on every save) nor has the worker store a result.

@@ -13,9 +13,3 @@ class TrialConfig(AppConfig):
         # Infrastructure, like Django's own permission creation: the role groups and their
         # permissions follow the code after every migrate (and every test-database flush).
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="trial.roles_sync")
-        # Register every app's tasks in every process, not only in workers (Celery's autodiscovery
-        # waits for a worker's start): a task announced by name (participants.services._announce)
-        # then resolves to the task itself, so eager mode and routing apply to it as to .delay().
-        from trial.celery import app
-
-        app.autodiscover_tasks(force=True)

@@ -346,3 +346,34 @@ def test_announcement_goes_to_the_broker_without_waiting_for_a_result(
         ("reports.tasks.visit_report_generate", True)
     ]
     assert result_subscriptions == []
+
+
+def test_the_first_announcement_of_a_process_imports_the_tasks_it_names(
+    monkeypatch, consented, coordinator, celery_eager, django_capture_on_commit_callbacks
+):
+    """Processes do not import every app's tasks when they start (a management command would load
+    WeasyPrint for nothing): the first announcement imports them, so eager mode and the task's own
+    options still apply, as they did when every process imported them at start-up."""
+    import sys
+
+    import pro_measures
+    import pro_measures.tasks
+    from pro_measures.models import Invitation
+    from trial.celery import app
+
+    registered = dict(app.tasks)
+    # This process as if it had never imported pro_measures.tasks; all restored afterwards.
+    monkeypatch.delitem(sys.modules, "pro_measures.tasks")
+    monkeypatch.setattr(pro_measures, "tasks", pro_measures.tasks)
+    for name in [name for name in app.tasks if name.startswith("pro_measures.tasks.")]:
+        del app.tasks[name]
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            participant = services.participant_enroll(
+                actor=coordinator, screening=consented, enrolled_on=TODAY
+            )
+
+        assert Invitation.objects.filter(participant=participant).exists()
+    finally:
+        app.tasks.clear()
+        app.tasks.update(registered)

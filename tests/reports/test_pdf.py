@@ -163,6 +163,7 @@ def test_the_task_completion_announces_by_name_renders_the_report(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         visits.visit_complete(actor=coordinator, visit=visit_data, visit_date=TODAY)
     assert callbacks  # the announcement waits for the commit
+    app.loader.import_default_modules()  # what a worker does when it starts
     task = app.tasks["reports.tasks.visit_report_generate"]
     assert (task.soft_time_limit, task.time_limit) == (60, 90)
     task.apply(args=[visit_data.pk]).get()
