@@ -143,6 +143,29 @@ def test_long_export_is_the_reference_reading(edited, monitor):
     assert_same_csv(actual, reference_long(participants))
 
 
+def test_long_export_quotes_cells_as_the_csv_module_does(edited, coordinator, monitor):
+    """The long format's lines are joined by hand: a value with a comma, a quote or a line
+    break, and a person whose audit name holds a comma and quotes, read back as they were."""
+    coordinator.full_name = 'Coordinator, Casey "CC"'
+    coordinator.save(update_fields=["full_name"])
+    lesion = Lesion.objects.get(label="L2")
+    detail = 'ulnar side, "dorsal"\r\nnear the nail'
+    lesion_services.lesion_update(
+        actor=coordinator,
+        lesion=lesion,
+        data={"site_detail": detail},
+        reason="site described",
+        expected_version=lesion.row_version,
+    )
+    participants = Participant.objects.visible_to(monitor)
+    actual = written(csv_export.write_long, participants=participants)
+    rows = list(csv.reader(io.StringIO(actual)))
+    detail_row = next(row for row in rows if row[3] == "LESION" and row[5] == "site_detail")
+    assert detail_row[6] == detail
+    assert detail_row[9] == f'Coordinator, Casey "CC" <{coordinator.email}>'
+    assert_same_csv(actual, reference_long(participants))
+
+
 def test_deidentified_and_wide_exports_are_the_reference_reading(edited, data_manager):
     participants = Participant.objects.visible_to(data_manager)
     deidentifier = Deidentifier(participants)

@@ -5,6 +5,8 @@ batches, so memory stays flat however large the study grows."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import decimal
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
@@ -13,7 +15,7 @@ from django.db import models
 
 from trial.exports.audit_trail import audit_entries
 from trial.exports.deidentify import Deidentifier
-from trial.exports.dictionary import DICTIONARY_HEADER, FORMS, FormSpec, dictionary_rows
+from trial.exports.dictionary import DICTIONARY_HEADER, FORMS, ExportField, FormSpec, dictionary_rows
 from trial.exports.records import EMPTY, UserNames, form_records, format_timestamp, format_value
 
 # OWASP CSV injection: a spreadsheet runs a cell starting with one of these as a formula.
@@ -59,6 +61,7 @@ def safe_cell(value) -> str:
 
 class SafeWriter:
     def __init__(self, out: TextIO):
+        self._out = out
         self._writer = csv.writer(out, lineterminator="\r\n")
         self.rows = 0
 
@@ -73,6 +76,11 @@ class SafeWriter:
         """Rows whose cells have been through `safe_cell` already."""
         self._writer.writerows(rows)
         self.rows += len(rows)
+
+    def lines(self, lines: list[str]) -> None:
+        """Rows already written as CSV lines (`csv_field`, "\\r\\n" ends)."""
+        self._out.write("".join(lines))
+        self.rows += len(lines)
 
 
 def write_dictionary(out: TextIO, **_kwargs) -> int:
@@ -96,14 +104,14 @@ def write_long(
     writer = SafeWriter(out)
     writer.header(LONG_HEADER)
     if deidentifier is None:
-        # Rows come a record at a time and go to the csv writer a thousand or so at a time.
-        chunk: list[tuple[str, ...]] = []
-        for rows in _long_rows(participants, progress):
-            chunk += rows
+        # Lines come a record at a time and go to the file a thousand or so at a time.
+        chunk: list[str] = []
+        for lines in _long_lines(participants, progress):
+            chunk += lines
             if len(chunk) >= 1000:
-                writer.safe_rows(chunk)
+                writer.lines(chunk)
                 chunk = []
-        writer.safe_rows(chunk)
+        writer.lines(chunk)
     else:
         for chunk in _chunks(_deidentified_rows(participants, progress, deidentifier), 1000):
             writer.safe_rows(chunk)
@@ -121,40 +129,100 @@ def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
         yield chunk
 
 
-def _long_rows(participants: models.QuerySet, progress: Progress) -> Iterator[list[tuple[str, ...]]]:
-    """The long format's rows, record by record, every cell already passed through `safe_cell`.
+# The characters for which csv.writer (minimal quoting, "\r\n" line ends) quotes a cell.
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 
-    Per row only the value is formatted and checked: the other cells are the record's (once per
-    record), the field's (once per export) or the audit event's (once per event and user)."""
+
+def csv_field(text: str) -> str:
+    """`text` as `csv.writer` writes it as one of several cells of a row (quoted, with its quotes
+    doubled, when it holds a comma, a quote or a line break), for lines written without it."""
+    if _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+# Values of these exact types that are equal are exported alike (not so Decimal("1.0") and
+# Decimal("1.00")), so a field's repeated values (choice codes, small numbers, dates) are
+# formatted once; at most _MEMO_SIZE of them per field, so memory stays flat.
+_MEMO_TYPES = frozenset((str, int, bool, dt.date))
+_MEMO_SIZE = 10_000
+
+
+def _value_field(f: ExportField) -> Callable[[object], str]:
+    """The field's stored value as its CSV text: `format_value`, then `safe_cell`, then the CSV
+    quoting - with shortcuts where these cannot change the text."""
+    memo: dict = {}
+
+    def field(value) -> str:
+        kind = type(value)
+        if kind is decimal.Decimal:  # digits (a "-NaN" still goes through safe_cell)
+            text = format(value, "f")
+            return safe_cell(text) if text.startswith(_FORMULA_START) else text
+        if kind is dt.datetime:  # ISO 8601 in UTC: starts with the year's digits, needs no quotes
+            return format_value(f, value)
+        if kind in _MEMO_TYPES:
+            known = memo.get(value)
+            if known is not None and known[0] is kind:  # True == 1, but they are exported apart
+                return known[1]
+            text = csv_field(safe_cell(format_value(f, value)))
+            if len(memo) < _MEMO_SIZE:
+                memo[value] = (kind, text)
+            return text
+        return csv_field(safe_cell(format_value(f, value)))
+
+    return field
+
+
+def _long_lines(participants: models.QuerySet, progress: Progress) -> Iterator[list[str]]:
+    """The long format's rows as CSV lines, record by record, written as `SafeWriter.row` writes
+    them (tests/exports/test_pinned_output.py compares the files byte for byte).
+
+    Per row only the value is formatted: the cells before it are the record's (joined once per
+    record), the field's (once per export) or the audit event's (once per event)."""
     names = _SafeNames()
+    contexts: dict[tuple[str, str, str], str] = {}
     done = 0
     for spec in FORMS:
-        code = safe_cell(spec.code)
-        plan = [(i, f, f.name, safe_cell(f.name), safe_cell(f.unit)) for i, f in enumerate(spec.fields)]
+        code = csv_field(safe_cell(spec.code))
+        # Per field: its position, name, the cells around its value and its value's formatter.
+        plan = [
+            (
+                i,
+                f.name,
+                csv_field(safe_cell(f.name)) + ",",
+                "," + csv_field(safe_cell(f.unit)) + ",",
+                _value_field(f),
+            )
+            for i, f in enumerate(spec.fields)
+        ]
         for record in form_records(spec, participants):
             visit = record.visit
-            lead = (
-                safe_cell(record.participant.study_id),
-                safe_cell(record.site_code),
-                safe_cell(visit.code) if visit else "",
-                code,
-                str(record.pk),
-            )
+            key = (record.participant.study_id, record.site_code, visit.code if visit else "")
+            context = contexts.get(key)
+            if context is None:
+                if len(contexts) > _MEMO_SIZE:
+                    contexts.clear()
+                context = contexts[key] = ",".join(csv_field(safe_cell(c)) if c else "" for c in key)
+            lead = f"{context},{code},{record.pk},"
             entered = record.entered
             values = record.values
-            rows = []
-            for i, f, field_name, name, unit in plan:
+            lines = []
+            # Most records' fields share one audit event: its cells are joined once.
+            last_at, last_tail = None, ",\r\n"
+            for i, field_name, name, unit, value_field in plan:
                 value = values[i]
-                if value in EMPTY:
+                # Only falsy values can be empty; `in` asks Decimal("1.5") == "" the slow way.
+                if not value and value in EMPTY:
                     continue
                 at = entered.get(field_name)
-                if at is None:
-                    rows.append(lead + (name, safe_cell(format_value(f, value)), unit, "", ""))
-                else:
-                    rows.append(
-                        lead + (name, safe_cell(format_value(f, value)), unit, at.stamp, names(at.user_id))
-                    )
-            yield rows
+                if at is not last_at:
+                    last_at = at
+                    if at is None:
+                        last_tail = ",\r\n"
+                    else:
+                        last_tail = f"{csv_field(at.stamp)},{csv_field(names(at.user_id))}\r\n"
+                lines.append(f"{lead}{name}{value_field(value)}{unit}{last_tail}")
+            yield lines
             done += 1
             progress(done)
 
