@@ -176,6 +176,21 @@ def test_today_lists_due_in_window_and_overdue_visits_with_days(
     assert "2026-10-20 – 2026-10-27" in overdue and site_a.code in overdue
 
 
+def today_row(*, closes: dt.date, overdue: bool, study_id="STS-A-0007", site_code="A", name="Week 4"):
+    """The today list's row of an unsaved visit W4 (target 30 Oct, window from 27 Oct) on 3 Nov."""
+    participant = Participant(pk=7, study_id=study_id, site=Site(pk=3, code=site_code))
+    visit = Visit(
+        pk=42,
+        participant=participant,
+        code="W4",
+        name=name,
+        target_date=dt.date(2026, 10, 30),
+        window_opens=dt.date(2026, 10, 27),
+        window_closes=closes,
+    )
+    return visit_views.TodayRow.of(visit, today=dt.date(2026, 11, 3), overdue=overdue, url="/visits/42/")
+
+
 @pytest.mark.parametrize(
     ("closes", "overdue", "days", "shown"),
     [
@@ -186,20 +201,27 @@ def test_today_lists_due_in_window_and_overdue_visits_with_days(
     ],
 )
 def test_today_row_works_out_each_cell_once(closes, overdue, days, shown):
-    participant = Participant(pk=7, study_id="STS-A-0007", site=Site(pk=3, code="A"))
-    visit = Visit(
-        pk=42,
-        participant=participant,
-        code="W4",
-        name="Week 4",
-        target_date=dt.date(2026, 10, 30),
-        window_opens=dt.date(2026, 10, 27),
-        window_closes=closes,
-    )
-    row = visit_views.TodayRow.of(visit, today=dt.date(2026, 11, 3), overdue=overdue, url="/visits/42/")
+    row = today_row(closes=closes, overdue=overdue)
     assert (row.days, row.days_text) == (days, shown)
     assert (row.study_id, row.code, row.label, row.site_code) == ("STS-A-0007", "W4", "W4: Week 4", "A")
     assert (row.target, row.window) == ("2026-10-30", f"2026-10-27 – {closes.isoformat()}")
+
+
+def test_today_rows_are_written_escaped_cell_by_cell():
+    row = today_row(
+        closes=dt.date(2026, 11, 6),
+        overdue=False,
+        study_id="STS-<A>-0007",
+        site_code="A&B",
+        name='Week 4 "<b>late</b>"',
+    )
+    section = visit_views.TodaySection("in-window", "In window", [row, row], "", page=None)
+    html = str(section.rows_html)
+    assert html.count('<tr data-visit="STS-&lt;A&gt;-0007 W4">') == 2
+    assert '<th scope="row">STS-&lt;A&gt;-0007</th>' in html
+    assert '<td><a href="/visits/42/">W4: Week 4 &quot;&lt;b&gt;late&lt;/b&gt;&quot;</a></td>' in html
+    assert "<td>2026-10-27 – 2026-11-06</td>" in html and "<td>3 days left</td>" in html
+    assert "<td>A&amp;B</td>" in html and "<b>" not in html
 
 
 def test_today_query_count_does_not_grow_with_participants(
