@@ -17,6 +17,8 @@ import gc
 
 worker_class = "sync"
 preload_app = True
+# Allocations between two young-generation collections in the workers (Python's default: 700).
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def when_ready(server) -> None:
@@ -26,6 +28,11 @@ def when_ready(server) -> None:
     # collect first, then move every survivor to the permanent generation.
     gc.collect()
     gc.freeze()
+    # A save leaves ~1,300 objects in reference cycles and keeps thousands alive until it ends:
+    # at Python's default of 700 allocations they outlive the young collections and are collected
+    # again in generation 1 (~3.5 ms each). 50,000 lets a request's objects die first: GC CPU per
+    # table save 1.4 -> 0.13 ms (in-process, N = 200 copy, after the freeze), a few MB more held.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     server.log.info("Preloaded; %d objects frozen out of the garbage collector", gc.get_freeze_count())
 
 

@@ -16,8 +16,10 @@ def master():
     """The master's side of `when_ready`, run in this process: its freeze is undone afterwards."""
     messages: list[str] = []
     server = SimpleNamespace(log=SimpleNamespace(info=lambda message, *args: messages.append(message % args)))
+    threshold = gc.get_threshold()
     yield server, messages
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def test_the_master_imports_the_site_and_freezes_it_out_of_the_workers_collections(master):
@@ -33,4 +35,5 @@ def test_the_master_imports_the_site_and_freezes_it_out_of_the_workers_collectio
     assert "pro_measures.tasks.reminders_cancel_for_participant" in app.tasks
     assert "kombu.transport.redis" in sys.modules
     assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == gunicorn_conf.GC_YOUNG_THRESHOLD > 700  # inherited by the workers
     assert any("objects frozen" in message for message in messages)
