@@ -44,6 +44,7 @@ from trial.network import client_address
 from trial.reports.content import sha256_of
 from trial.signatures.models import SUBJECT_KINDS, Signature, SignatureKind, SignatureStatus, SigningFailure
 from trial.signatures.subjects import SUBJECTS, subject_kind
+from trial.signatures.watermark import watermark_last, watermark_read, watermark_save_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -320,8 +321,19 @@ def signatures_verify_changed(signatures: QuerySet[Signature] | None = None) -> 
 
 
 def signatures_verify_changed_for(user: User) -> int:
-    """`signatures_verify_changed` for the signatures the user can see (the queue's read-time check)."""
-    return signatures_verify_changed(Signature.objects.visible_to(user))
+    """`signatures_verify_changed` for the signatures the user can see: the queue's read-time
+    check. Skipped when nothing a signature covers changed since the user's last completed check
+    (`trial.signatures.watermark`), so an unchanged queue costs one query however many signatures
+    there are; any change, or a transaction that was writing during that check and has committed
+    since, runs it again."""
+    name = f"user{user.pk}"
+    last = watermark_last(name)
+    now, committed_since = watermark_read(sites=Site.objects.visible_to(user), since=last)
+    if last is not None and last.covers(now) and not committed_since:
+        return 0
+    voided = signatures_verify_changed(Signature.objects.visible_to(user))
+    watermark_save_on_commit(name, now)
+    return voided
 
 
 def _waiting(queryset: QuerySet, kind: str, outer: str = "pk") -> QuerySet:

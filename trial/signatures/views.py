@@ -182,7 +182,7 @@ class QueueView(PermissionRequiredMixin, TemplateView):
     def queue(self) -> dict[str, ListPage]:
         user = self.request.user
         # Signatures whose records changed become void before the lists are drawn.
-        services.signatures_verify_changed(Signature.objects.visible_to(user))
+        services.signatures_verify_changed_for(user)
         return {
             name: list_page(
                 waiting(user),
