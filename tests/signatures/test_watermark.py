@@ -5,12 +5,15 @@ shows the signature void on the next load (21 CFR 11.70)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
+from lesions.models import UltrasoundMeasurement
 from participants import visits as visit_services
 from tests.conftest import sign_in
 from tests.factories import DEFAULT_PASSWORD
@@ -137,6 +140,41 @@ def test_a_verification_rolled_back_is_not_trusted(
     assert verification_ran(statements)
 
 
+@contextlib.contextmanager
+def save_held_open(save):
+    """Run `save` in a transaction of another connection and keep it open (uncommitted) for the
+    block; it commits when the block ends. Yields the transaction's id (xid8, as text). Waits are
+    long: the shared test machine can take tens of seconds for a first page."""
+    written, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    xid: list[str] = []
+
+    def saves():
+        try:
+            with transaction.atomic():
+                save()
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_current_xact_id()::text")
+                    xid.append(cursor.fetchone()[0])
+                written.set()
+                assert release.wait(300)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            failures.append(error)
+            written.set()
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=saves)
+    writer.start()
+    try:
+        assert written.wait(300) and not failures, failures
+        yield xid[0]
+    finally:
+        release.set()
+        writer.join(300)
+    assert not failures, failures
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_change_committed_after_the_check_by_a_transaction_open_during_it_is_found(
     client,
@@ -149,40 +187,36 @@ def test_a_change_committed_after_the_check_by_a_transaction_open_during_it_is_f
     see it, so the signature shows valid then. Once the save commits, the next load finds it."""
     (signature,) = sign(investigator, completed_visit)
     sign_in(client, investigator)
-    written, release = threading.Event(), threading.Event()
-    failures: list[BaseException] = []
-
-    def coordinator_saves():
-        try:
-            with transaction.atomic():
-                correct_measurement(completed_visit, lesions[0], coordinator)
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_current_xact_id()::text")
-                    xid.append(cursor.fetchone()[0])
-                written.set()
-                assert release.wait(30)
-        except BaseException as error:  # noqa: BLE001 - reported by the test below
-            failures.append(error)
-            written.set()
-        finally:
-            connection.close()
-
-    xid: list[str] = []
-    writer = threading.Thread(target=coordinator_saves)
-    writer.start()
-    try:
-        assert written.wait(30) and not failures, failures
+    with save_held_open(lambda: correct_measurement(completed_visit, lesions[0], coordinator)) as xid:
         page, _statements = queue_load(client)  # autocommit: the watermark is kept at once
         assert VOID_BADGE not in page
         during, _ = watermark_read(sites=Site.objects.visible_to(investigator), since=None)
-        assert xid[0] in during.in_progress
-    finally:
-        release.set()
-        writer.join(30)
-    assert not failures, failures
+        assert xid in during.in_progress
     _after, committed_since = watermark_read(sites=Site.objects.visible_to(investigator), since=during)
     assert committed_since
     page, statements = queue_load(client)
     assert verification_ran(statements) and VOID_BADGE in page
+    signature.refresh_from_db()
+    assert signature.status == "void"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_signature_checked_while_a_save_was_open_is_checked_again_after_it_commits(
+    completed_visit,  # noqa: F811
+    investigator,  # noqa: F811
+    coordinator,  # noqa: F811
+    lesions,  # noqa: F811
+):
+    """The check that finds the signature intact (the open save not visible yet) must not mark it
+    as known current past that save's start: pghistory stamps the save's events with the time its
+    transaction began, before the check."""
+    (signature,) = sign(investigator, completed_visit)
+    # An audit event outside the signed content (row_version): the signature is a candidate.
+    UltrasoundMeasurement.objects.filter(visit=completed_visit).update(row_version=F("row_version") + 1)
+    with save_held_open(lambda: correct_measurement(completed_visit, lesions[0], coordinator)):
+        assert services.signatures_verify_changed() == 0
+        signature.refresh_from_db()
+        assert signature.status == "valid"
+    assert services.signatures_verify_changed() == 1
     signature.refresh_from_db()
     assert signature.status == "void"

@@ -21,7 +21,8 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Exists, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import DateTimeField, Exists, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -258,18 +259,39 @@ def _void(signature: Signature, reason: str) -> None:
         signature.save(update_fields=["status", "voided_at", "void_reason"])
 
 
+# When a check may say "events up to here are known": the start of this transaction or of any other
+# still open in this database, whichever is older. pghistory stamps an event with its transaction's
+# start, and a transaction open now may commit an edit this check cannot see; with the check's own
+# start instead, such an edit would be older than `checked_at` and never looked at again. NULL
+# (keep the old mark) when a session of another role is connected: pg_stat_activity hides its
+# transaction (and its backend type) from this role.
+KNOWN_CURRENT_UNTIL = RawSQL(
+    """SELECT CASE WHEN bool_or(backend_type IS NULL) THEN NULL ELSE least(now(), min(xact_start)) END
+    FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+    AND (backend_type = 'client backend' OR backend_type IS NULL)""",
+    (),
+    output_field=DateTimeField(),
+)
+
+
 @transaction.atomic
 def signatures_void_if_changed(subject: Model) -> int:
     """Void the subject's valid signatures that no longer verify. Returns how many were voided."""
-    from trial.reports.services import TransactionNow
-
     voided = 0
-    for signature in Signature.objects.select_for_update().for_subject(subject).valid():
+    # The mark is read before the records are (in the same statement as the lock).
+    signatures = (
+        Signature.objects.select_for_update(of=("self",))
+        .for_subject(subject)
+        .valid()
+        .annotate(known_current_until=KNOWN_CURRENT_UNTIL)
+    )
+    for signature in signatures:
         check = signature_verify(signature)
         if check.valid:
-            # Events up to now are known not to change the content: not a candidate again
+            # Events up to the mark are known not to change the content: not a candidate again
             # (changed_since_signing) until a newer edit. Not audited (bookkeeping).
-            Signature.objects.filter(pk=signature.pk).update(checked_at=TransactionNow())
+            if signature.known_current_until is not None:
+                Signature.objects.filter(pk=signature.pk).update(checked_at=signature.known_current_until)
         else:
             reason = _("The signed records changed after signing (content hash %(new)s, signed %(old)s).") % {
                 "new": check.current_hash[:16],
