@@ -17,6 +17,10 @@ import gc
 
 worker_class = "sync"
 preload_app = True
+# No control socket (gunicorn 27 opens one at ~/.gunicorn/gunicorn.ctl by default): every server of
+# the same user would share that path - a second one (the benchmark beside `make run`, a test's
+# server) takes it over - and nothing here drives gunicorn through it.
+control_socket_disable = True
 # Allocations between two young-generation collections in the workers (Python's default: 700).
 GC_YOUNG_THRESHOLD = 50_000
 

@@ -191,6 +191,9 @@ def test_250_users_for_60_seconds_lose_nothing(trial_population, tmp_path):
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         STATIC_ROOT=str(settings.STATIC_ROOT),
         STATIC_MANIFEST="false",
+        # A home of its own: the server must leave nothing there (no control socket that another
+        # gunicorn of the same user would take over; trial.gunicorn_conf).
+        HOME=str(tmp_path / "home"),
     )
     accepted: dict[str, dict] = {}
     submitted: set[str] = set()
@@ -203,6 +206,7 @@ def test_250_users_for_60_seconds_lose_nothing(trial_population, tmp_path):
     ]
     with gunicorn(env, tmp_path / "gunicorn.log") as server:
         by_step = asyncio.run(simulate_users(server.base_url, groups, seconds=SECONDS))
+    assert not (tmp_path / "home" / ".gunicorn").exists()
 
     sys.stdout.write(
         "load: "
