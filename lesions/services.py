@@ -9,18 +9,21 @@ and the row version the user started from (optimistic locking).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, Sum
 from django.utils.translation import gettext as _
 
 from lesions.models import Injection, Lesion, UltrasoundMeasurement
 from participants.models import (
+    EligibilityAssessment,
     Participant,
     ParticipantStatus,
     PregnancyTest,
@@ -164,18 +167,28 @@ def _check_visit_open(visit: Visit, participant: Participant) -> None:
 
 def pregnancy_gate(participant: Participant, visit_day: dt.date) -> str | None:
     """Why an injection may not be given on `visit_day`, or None. A woman of child-bearing
-    potential needs a negative test within the protocol window before the visit."""
-    eligibility = participant.screening.eligibility
-    if not eligibility.childbearing_potential:
-        return None
+    potential needs a negative test within the protocol window before the visit. One statement:
+    the eligibility's child-bearing flag with whether such tests exist (the participant's
+    screening need not be loaded)."""
     days = PROTOCOL.dosing.pregnancy_test_days_before_injection
     earliest = visit_day - dt.timedelta(days=days)
     tests = PregnancyTest.objects.filter(
-        participant=participant, test_date__gte=earliest, test_date__lte=visit_day
+        participant_id=participant.pk, test_date__gte=earliest, test_date__lte=visit_day
     )
-    if tests.filter(result=PregnancyTestResult.POSITIVE).exists():
+    childbearing_potential, positive, negative = (
+        EligibilityAssessment.objects.filter(screening_id=participant.screening_id)
+        .values_list(
+            "childbearing_potential",
+            Exists(tests.filter(result=PregnancyTestResult.POSITIVE)),
+            Exists(tests.filter(result=PregnancyTestResult.NEGATIVE)),
+        )
+        .get()
+    )
+    if not childbearing_potential:
+        return None
+    if positive:
         return _("A positive pregnancy test is recorded: no injection may be given.")
-    if not tests.filter(result=PregnancyTestResult.NEGATIVE).exists():
+    if not negative:
         return _(
             "No injection without a negative pregnancy test taken between %(start)s and %(end)s "
             "(within %(days)s days before the visit) for a woman of child-bearing potential."
@@ -183,19 +196,17 @@ def pregnancy_gate(participant: Participant, visit_day: dt.date) -> str | None:
     return None
 
 
-def _previous_measurements(lesion_ids: set[int], visit: Visit) -> dict[int, UltrasoundMeasurement]:
-    """The last measurement before `visit` of each lesion, in one query."""
-    if not lesion_ids:
-        return {}
-    return {
-        m.lesion_id: m
-        for m in UltrasoundMeasurement.objects.filter(
-            lesion_id__in=lesion_ids, visit__sequence__lt=visit.sequence
-        )
-        .select_related("visit")
-        .order_by("lesion_id", "-visit__sequence")
-        .distinct("lesion_id")
-    }
+def previous_measurement(lesion: Lesion) -> UltrasoundMeasurement | None:
+    """The lesion's last earlier measurement as read by `Lesion.objects.with_previous_measurement`:
+    an unsaved measurement holding what the table shows and warns about - its dimensions and
+    its visit (the code only) - or None."""
+    data = getattr(lesion, "previous_measurement", None)
+    if data is None:
+        return None
+    length, width, depth = (None if data[name] is None else Decimal(data[name]) for name in DIMENSION_FIELDS)
+    return UltrasoundMeasurement(
+        lesion=lesion, visit=Visit(code=data["visit"]), length_mm=length, width_mm=width, depth_mm=depth
+    )
 
 
 def _plausibility_warnings(
@@ -261,48 +272,105 @@ def _write(model, *, existing, version, values, fields, reason, actor, create_kw
     return existing, True
 
 
+class VisitEntry:
+    """A visit's measurement + injection table as a save sees it: the visit row-locked (with its
+    participant, their site and `locked`: whether data management locked it) and the lesions
+    with their records at the visit, read under that lock. Made by `visit_entry()` and valid
+    only inside its block: what is validated is what is saved, as it is while the save runs."""
+
+    def __init__(self, visit: Visit):
+        self.visit = visit
+        self.day = _visit_day(visit)
+        self.lesions: dict[int, Lesion] = {}
+
+    def _read(self, lesions) -> list[Lesion]:
+        found = list(lesions.order_by())
+        self.lesions = {lesion.pk: lesion for lesion in found}
+        return found
+
+    def table_lesions(self) -> list[Lesion]:
+        """The lesions of the table (present on the visit day, or with data at this visit) with
+        their records at the visit (`Lesion.objects.in_visit_table`) and their last earlier
+        measurement (`previous_measurement`), in one statement."""
+        return self._read(Lesion.objects.in_visit_table(self.visit, self.day))
+
+    def lesions_named(self, lesion_ids: set[int]) -> list[Lesion]:
+        """These lesions of the visit's participant with their records at the visit and their last
+        earlier measurement, in one statement."""
+        visit = self.visit
+        return self._read(
+            Lesion.objects.filter(pk__in=lesion_ids, participant_id=visit.participant_id)
+            .with_records_at(visit)
+            .with_previous_measurement(visit)
+        )
+
+
+def _entry_visit(actor: User | None, visit_id: int) -> Visit:
+    """The visit row-locked until the transaction ends (one writer per visit at a time: the session
+    dose total is checked under this lock), if `actor` may see its site - Visit.DoesNotExist
+    otherwise. Not the screening: the child-bearing flag is read only when a dose changes."""
+    visits = Visit.objects.all() if actor is None else Visit.objects.visible_to(actor)
+    return (
+        visits.select_for_update(of=("self",))
+        .select_related("participant__site")
+        .annotate(locked=visit_locked())
+        .get(pk=visit_id)
+    )
+
+
+@contextlib.contextmanager
+def visit_entry(*, actor: User | None, visit_id: int) -> Iterator[VisitEntry]:
+    """A transaction in which a visit's table is read under the visit's row lock, validated and
+    saved (`visit_entry_save`): all or nothing. Visit.DoesNotExist if `actor` may not see the
+    visit (another site's): a page answers 404."""
+    with transaction.atomic():
+        yield VisitEntry(_entry_visit(actor, visit_id))
+
+
 @transaction.atomic
 def visit_lesions_save(
     *, actor: User | None, visit: Visit, rows: list[LesionRow], reason: str = ""
 ) -> SaveResult:
-    """Save the measurement + injection table of a visit (lesions as rows) in one transaction.
+    """Save the measurement + injection table of a visit (lesions as rows) in one transaction:
+    `visit_entry_save` with the visit and the rows' lesions read here. PermissionDenied for an
+    actor who may not see the visit's site."""
+    try:
+        entry = VisitEntry(_entry_visit(actor, visit.pk))
+    except Visit.DoesNotExist:
+        raise PermissionDenied from None
+    entry.lesions_named({row.lesion.pk for row in rows})
+    return visit_entry_save(actor=actor, entry=entry, rows=rows, reason=reason)
+
+
+def visit_entry_save(
+    *, actor: User | None, entry: VisitEntry, rows: list[LesionRow], reason: str = ""
+) -> SaveResult:
+    """Save `rows` of the table of `entry` (inside its `visit_entry` block, or
+    `visit_lesions_save`'s transaction), whose lesions `entry` has read.
 
     All or nothing: a refused row (dose limit, pregnancy gate, implausible value, conflict) saves
     none of the table, so the coordinator corrects it and saves again with nothing lost. Only new
     and changed rows are written (and so audited). The statements do not grow with the number of
-    rows: one for the visit (row-locked) with its participant and whether data management locked
-    it, one for the lesions with their records at the visit, one for the permissions at the site;
-    then one write per new or changed row, and at most one each for the last earlier measurements,
-    the pregnancy gate and the session's dose total."""
-    # One writer per visit at a time: the session dose total is checked under this lock.
-    visit = (
-        Visit.objects.select_for_update(of=("self",))
-        .select_related("participant__site", "participant__screening__eligibility")
-        .annotate(locked=visit_locked())
-        .get(pk=visit.pk)
-    )
+    rows: the visit and the lesions are read already (by `entry`, which also checked the site);
+    then one write per new or changed row, and at most one each for the pregnancy gate and the
+    session's dose total (the plausibility warnings compare with the last earlier measurements
+    read with the lesions)."""
+    visit, day = entry.visit, entry.day
     participant = visit.participant
     if visit.locked:
         require_unlocked(visit=visit)  # refuses, saying who locked it, when and why
     _check_visit_open(visit, participant)
     definition_forms = visit.definition.forms
-    day = _visit_day(visit)
     result = SaveResult()
-    lesion_ids = {row.lesion.pk for row in rows}
-    # Read under the visit's lock: what is saved now, not what the form was opened with.
-    lesions = {
-        lesion.pk: lesion
-        for lesion in Lesion.objects.filter(pk__in=lesion_ids, participant=participant)
-        .with_records_at(visit)
-        .order_by()
-    }
+    lesions = entry.lesions
     measurements = {
         pk: m for pk, lesion in lesions.items() if (m := getattr(lesion, "measurement_at_visit", None))
     }
     injections = {
         pk: i for pk, lesion in lesions.items() if (i := getattr(lesion, "injection_at_visit", None))
     }
-    # What each row writes - a new record or a change - needs its permission, at the site.
+    # What each row writes - a new record or a change - needs its permission. The site was checked
+    # when the visit was read (only a visit the actor may see is read): no statement here.
     permissions = {"lesions.add_ultrasoundmeasurement"}
     for row in rows:
         if row.measurement is not None and row.lesion.pk in measurements:
@@ -311,8 +379,9 @@ def visit_lesions_save(
             permissions.add(
                 "lesions.change_injection" if row.lesion.pk in injections else "lesions.add_injection"
             )
-    require_site_permission(actor, sorted(permissions), participant.site)
-    if len(lesions) != len(lesion_ids):
+    if actor is not None and not actor.has_perms(sorted(permissions)):
+        raise PermissionDenied
+    if any(row.lesion.pk not in lesions for row in rows):
         raise ValidationError(_("A lesion in this table does not belong to the participant."))
     gate: list[str | None] = []  # the pregnancy gate, asked once for the whole table
     measured: list[tuple[Lesion, UltrasoundMeasurement]] = []
@@ -400,9 +469,8 @@ def visit_lesions_save(
         if errors:
             # Nothing of the table is kept: the caller shows the messages with the user's input.
             raise ValidationError({key: messages for key, messages in errors.items()})
-    previous = _previous_measurements({lesion.pk for lesion, _m in measured}, visit)
     for lesion, measurement in measured:
-        result.warnings += _plausibility_warnings(lesion, measurement, previous.get(lesion.pk))
+        result.warnings += _plausibility_warnings(lesion, measurement, previous_measurement(lesion))
     visit_records_changed(visit.pk)
     return result
 

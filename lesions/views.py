@@ -16,6 +16,7 @@ from functools import cached_property
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -33,7 +34,7 @@ from lesions.forms import (
     lesion_initial,
     measurement_headers,
 )
-from lesions.models import Lesion, UltrasoundMeasurement
+from lesions.models import Lesion
 from lesions.outcomes import participant_outcome
 from participants.models import Participant, ParticipantStatus, Visit, VisitStatus
 from participants.visits import site_today
@@ -238,35 +239,19 @@ class LesionUpdateView(PermissionRequiredMixin, ReadOnlyWhenLockedMixin, FormVie
 # --- The measurement + injection table of a visit ---------------------------------------------
 
 
-def visit_rows(visit: Visit, day: dt.date) -> list[VisitRow]:
-    """The lesions of the visit's table - present on the visit day, or with data at this visit -
-    with what is saved for them. One query, whatever the number of lesions."""
-    lesions = Lesion.objects.filter(participant_id=visit.participant_id).in_visit_table(visit, day).order_by()
+def visit_rows(lesions) -> list[VisitRow]:
+    """The rows of a visit's table, in label order, from its lesions read with their records at
+    the visit and their last earlier measurement (to compare with while typing)."""
     rows = [
         VisitRow(
             lesion=lesion,
             measurement=getattr(lesion, "measurement_at_visit", None),
             injection=getattr(lesion, "injection_at_visit", None),
+            previous=services.previous_measurement(lesion),
         )
         for lesion in lesions
     ]
     return sorted(rows, key=lambda row: _natural_key(row.lesion.label))
-
-
-def show_previous_measurements(visit: Visit, rows: list[VisitRow]) -> None:
-    """Each row's last earlier measurement, to compare with while typing: one query, made only
-    when the table is shown (a save that goes through never needs it)."""
-    previous = {
-        m.lesion_id: m
-        for m in UltrasoundMeasurement.objects.filter(
-            lesion__participant_id=visit.participant_id, visit__sequence__lt=visit.sequence
-        )
-        .select_related("visit")
-        .order_by("lesion_id", "-visit__sequence")
-        .distinct("lesion_id")
-    }
-    for row in rows:
-        row.previous = previous.get(row.lesion.pk)
 
 
 class VisitLesionTableView(PermissionRequiredMixin, View):
@@ -289,9 +274,10 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
 
     @cached_property
     def visit(self) -> Visit:
+        """The page's visit (a POST reads it row-locked instead: `services.visit_entry`)."""
         return get_object_or_404(
             Visit.objects.visible_to(self.request.user)
-            .select_related("participant__site", "participant__screening__eligibility")
+            .select_related("participant__site")
             .annotate(locked=visit_locked()),
             pk=self.kwargs["pk"],
         )
@@ -330,10 +316,14 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
     def editable(self) -> bool:
         return self.closed_because is None and self.request.user.has_perms(self.write_permissions)
 
-    def table(self, data=None) -> VisitTable:
+    def table(self, data=None, *, lesions=None) -> VisitTable:
+        """The table with `lesions` (read as `services.VisitEntry.table_lesions` reads them), or
+        as saved now."""
+        if lesions is None:
+            lesions = Lesion.objects.in_visit_table(self.visit, self.day).order_by()
         return VisitTable(
             data,
-            rows=visit_rows(self.visit, self.day),
+            rows=visit_rows(lesions),
             takes_measurements=Form.MEASUREMENTS in self.forms_expected,
             takes_injections=Form.INJECTIONS in self.forms_expected,
             editable=self.editable,
@@ -343,30 +333,39 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
         return self.render(self.table())
 
     def post(self, request, *args, **kwargs):
-        table_url = reverse("lesions:visit-table", args=[self.visit.pk])
-        if not self.editable:
-            messages.error(request, self.closed_because or _("You cannot change this visit."))
-            return redirect(table_url)
-        table = self.table(request.POST.copy())
-        if not table.is_valid():
-            table.show_conflicts()
-            return self.render(table)
-        rows = table.lesion_rows()
-        if not rows:
-            messages.info(request, _("Nothing to save: no row was entered or changed."))
-            return redirect(table_url)
+        """Read the visit (row-locked) and its lesions once, validate the table against them and
+        save it, in one transaction: nothing can change between what is checked and what is saved."""
+        table_url = reverse("lesions:visit-table", args=[self.kwargs["pk"]])
+        rows = None
         try:
-            result = services.visit_lesions_save(
-                actor=request.user, visit=self.visit, rows=rows, reason=table.reason
-            )
+            with services.visit_entry(actor=request.user, visit_id=self.kwargs["pk"]) as entry:
+                self.visit = entry.visit
+                if not self.editable:
+                    messages.error(request, self.closed_because or _("You cannot change this visit."))
+                    return redirect(table_url)
+                table = self.table(request.POST.copy(), lesions=entry.table_lesions())
+                if table.is_valid():
+                    rows = table.lesion_rows()
+                if rows:
+                    result = services.visit_entry_save(
+                        actor=request.user, entry=entry, rows=rows, reason=table.reason
+                    )
+        except Visit.DoesNotExist:
+            raise Http404(_("No visit found matching the query")) from None
         except ValidationError as exc:
-            # Against what is saved now: another save may have committed while this one waited
-            # for the visit, so the conflicts and the versions to save again come from a new read.
+            # Nothing was kept: the conflicts and the versions to save again come from a new read
+            # of what is saved now (another save may commit as soon as this one let go).
             table = self.table(table.data)
             table.is_valid()
             table.add_service_error(exc)
             table.show_conflicts()
             return self.render(table)
+        if rows is None:
+            table.show_conflicts()
+            return self.render(table)
+        if not rows:
+            messages.info(request, _("Nothing to save: no row was entered or changed."))
+            return redirect(table_url)
         messages.success(
             request,
             _("Saved for %(visit)s: %(m)s measurement(s) and %(i)s injection(s).")
@@ -380,7 +379,6 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
         return redirect(table_url)
 
     def render(self, table: VisitTable):
-        show_previous_measurements(self.visit, table.rows)
         table.link_errors()
         takes_injections = Form.INJECTIONS in self.forms_expected
         takes_measurements = Form.MEASUREMENTS in self.forms_expected

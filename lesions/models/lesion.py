@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Cast, JSONObject
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
@@ -73,13 +74,48 @@ class LesionQuerySet(models.QuerySet):
             ),
         ).select_related("measurement_at_visit", "injection_at_visit")
 
+    def with_previous_measurement(self, visit) -> LesionQuerySet:
+        """Each lesion's last measurement before `visit` (in visit order) as `previous_measurement`,
+        in the same statement: {"length_mm", "width_mm", "depth_mm": text or None, "visit": its
+        visit's code}, or None where there is none. What the visit table shows to compare with
+        and its plausibility warnings compare against (`lesions.services.previous_measurement`)."""
+        from lesions.models.ultrasound import UltrasoundMeasurement
+
+        def text(name):
+            return Cast(name, models.TextField())  # a decimal as its exact digits, not a float
+
+        last = (
+            UltrasoundMeasurement.objects.filter(
+                lesion=models.OuterRef("pk"),
+                # The participant's earlier visits (an index scan), not every visit of the study.
+                visit__participant_id=visit.participant_id,
+                visit__sequence__lt=visit.sequence,
+            )
+            .order_by("-visit__sequence")
+            .values(
+                json=JSONObject(
+                    length_mm=text("length_mm"),
+                    width_mm=text("width_mm"),
+                    depth_mm=text("depth_mm"),
+                    visit=models.F("visit__code"),
+                )
+            )[:1]
+        )
+        return self.annotate(previous_measurement=models.Subquery(last, output_field=models.JSONField()))
+
     def in_visit_table(self, visit, day) -> LesionQuerySet:
-        """The rows of a visit's measurement + injection table: lesions present on `day` or with
-        a record at `visit`, each with those records (`with_records_at`)."""
-        return self.with_records_at(visit).filter(
-            _present_on(day)
-            | models.Q(measurement_at_visit__isnull=False)
-            | models.Q(injection_at_visit__isnull=False)
+        """The rows of a visit's measurement + injection table: the participant's lesions present
+        on `day` or with a record at `visit`, each with those records (`with_records_at`) and its
+        last earlier measurement (`with_previous_measurement`). One statement."""
+        return (
+            self.filter(participant_id=visit.participant_id)
+            .with_records_at(visit)
+            .with_previous_measurement(visit)
+            .filter(
+                _present_on(day)
+                | models.Q(measurement_at_visit__isnull=False)
+                | models.Q(injection_at_visit__isnull=False)
+            )
         )
 
 

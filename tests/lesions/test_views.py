@@ -596,15 +596,15 @@ def test_the_table_is_one_query_budget_whatever_the_number_of_lesions(
 
 
 # Saving the table (issue #9): the session, the user with their permissions, and the second
-# factor of the request; the visit with its lock state; the table's lesions with their records;
-# then in the service the visit row-locked with its participant and lock state, the lesions with
-# their records under that lock, the site permission, the one UPDATE of the changed row, and the
-# last earlier measurement for the plausibility warning. Here the service's transaction is a
-# savepoint inside the test's (2 more); on the site the request also reads the chosen site, which
-# then answers the site permission: 10 statements (bench/pages.py measures them), where 38 were
-# per-row lookups, constraint checks (3 statements each in Django's validate_constraints) and
-# reads of the same rows twice.
-TABLE_SAVE_STATEMENTS = 12
+# factor of the request; then, in one transaction, the visit row-locked (only if the user may see
+# its site: no separate site check) with its participant and lock state, the table's lesions with
+# their records and last earlier measurements read once under that lock (the table is validated
+# against them, the service saves against them and warns from them), and the one UPDATE of the
+# changed row. Here the transaction is a savepoint inside the test's (2 more); on the site the
+# request also reads the chosen site: 7 statements (bench/pages.py measures them), where 10 read
+# the visit and the lesions twice (before and under the lock) and the earlier measurements once
+# more, and 38 were per-row lookups, constraint checks and reads of the same rows twice.
+TABLE_SAVE_STATEMENTS = 8
 
 
 def test_saving_the_table_is_one_query_budget_whatever_the_number_of_lesions(
@@ -759,3 +759,17 @@ def test_lesion_page_query_count_does_not_grow(as_coordinator, participant, coor
         rows=[LesionRow(lesion, measurement=measurement()) for lesion in more],
     )
     assert queries() == with_three
+
+
+def test_the_last_earlier_measurement_shown_says_when_its_depth_was_not_measurable(
+    as_coordinator, participant, lesions, baseline, coordinator
+):
+    visit_lesions_save(
+        actor=coordinator,
+        visit=baseline,
+        rows=[LesionRow(lesions[0], measurement=measurement("12.5", "8.0", depth=None))],
+    )
+    w4_url = reverse("lesions:visit-table", args=[participant.visits.get(code="W4").pk])
+    page = as_coordinator.get(w4_url).content.decode()
+    assert "Last (W0): 12.5 × 8.0 × depth not measurable mm" in page
+    assert page.count("Last (") == 1  # L2 and L3 were not measured before

@@ -284,3 +284,61 @@ def test_a_monitor_cannot_save_the_table(lesions, baseline, make_user, site_a):
         visit_lesions_save(
             actor=monitor, visit=baseline, rows=[LesionRow(lesions[0], measurement=measurement())]
         )
+
+
+def test_the_warning_compares_with_the_last_visit_before_this_one(
+    lesions, participant, baseline, coordinator
+):
+    """Each lesion with its own last measurement before the visit: a later visit measured
+    already (W8) is not "last" for an entry at W4."""
+    visit_lesions_save(
+        actor=coordinator,
+        visit=baseline,
+        rows=[
+            LesionRow(lesions[0], measurement=measurement("10.0")),
+            LesionRow(lesions[1], measurement=measurement("20.0", depth=None)),
+        ],
+    )
+    visit_lesions_save(
+        actor=coordinator,
+        visit=participant.visits.get(code="W8"),
+        rows=[LesionRow(lesions[0], measurement=measurement("16.0"))],
+    )
+    result = visit_lesions_save(
+        actor=coordinator,
+        visit=participant.visits.get(code="W4"),
+        rows=[
+            LesionRow(lesions[0], measurement=measurement("16.0")),
+            LesionRow(lesions[1], measurement=measurement("21.0", "8.0", "4.0")),
+        ],
+    )
+    assert result.warnings == [
+        "L1: length (mm) changed from 10.0 to 16.0 (more than 50% since W0). Please check."
+    ]
+
+
+def test_a_coordinator_of_another_site_cannot_save_the_table(lesions, baseline, make_user, site_b):
+    from django.core.exceptions import PermissionDenied
+
+    from trial.roles import Role
+
+    elsewhere = make_user(role=Role.COORDINATOR, sites=[site_b])
+    with pytest.raises(PermissionDenied):
+        visit_lesions_save(
+            actor=elsewhere, visit=baseline, rows=[LesionRow(lesions[0], measurement=measurement())]
+        )
+    assert not UltrasoundMeasurement.objects.exists()
+
+
+def test_no_pregnancy_test_is_needed_without_child_bearing_potential(
+    lesions, participant, baseline, coordinator
+):
+    from participants.models import EligibilityAssessment
+
+    EligibilityAssessment.objects.filter(screening__participant=participant).update(
+        childbearing_potential=False
+    )
+    result = visit_lesions_save(
+        actor=coordinator, visit=baseline, rows=[LesionRow(lesions[0], injection=injection("0.50"))]
+    )
+    assert [i.volume_ml for i in result.injections] == [Decimal("0.50")]
