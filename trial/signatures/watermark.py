@@ -13,8 +13,9 @@ The counters alone miss one case: a transaction still writing when they were rea
 not visible yet, and their ids may be below a newer event that is (ids are drawn in one order,
 commits happen in another). Such a transaction already had its transaction id when it drew an
 event id: the events are written by AFTER row triggers, after the row write that assigned it. So
-it was in the snapshot's list of transactions in progress; the watermark keeps that list and holds
-only while none of them has committed since (`pg_xact_status`). Any later transaction draws ids
+it was in progress when the counters were read (in the snapshot's list, or running beyond its
+horizon: IN_PROGRESS); the watermark keeps those ids and holds only while none of them has
+committed since (`pg_xact_status`). Any later transaction draws ids
 above the counters. Transactions of other databases on the server appear in that list too: they
 only cost an unneeded check.
 """
@@ -62,6 +63,22 @@ def _may_have_written(tables: list[str]) -> str:
     )
 
 
+# The transactions in progress (xid8): the snapshot's list, and those running now that started
+# after the snapshot's horizon. A snapshot lists only ids below its xmax, which is the newest
+# *completed* id plus one, not the next id to be given: a transaction that took its id after the
+# last one to finish is in progress but in no list (on a quiet database, every writer is). Those
+# are read from their locks (each holds one on its own id; pg_locks gives the 32-bit id, widened
+# here against the snapshot's xmax, after which they all come). This process's own is left out.
+IN_PROGRESS = (
+    "SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+    " UNION SELECT (m + mod(t - mod(m, 4294967296) + 4294967296, 4294967296))::text::xid8"
+    " FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) AS snapshot(m),"
+    " (SELECT transactionid::text::bigint FROM pg_locks WHERE locktype = 'transactionid'"
+    " AND mode = 'ExclusiveLock' AND granted AND pid <> pg_backend_pid()) AS running(t)"
+    " WHERE mod(t - mod(m, 4294967296) + 4294967296, 4294967296) < 2147483648"
+)
+
+
 @dataclass(frozen=True)
 class Watermark:
     """The state of the covered tables as one statement saw it, with the scope it was read for."""
@@ -97,7 +114,7 @@ def watermark_read(*, sites: QuerySet, since: Watermark | None) -> tuple[Waterma
         "(SELECT oid FROM pg_database WHERE datname = current_database())::text"
         " || '@' || pg_postmaster_start_time()::text, "
         f"{scope_sql}, "
-        f"ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x {may_have_written}), "
+        f"ARRAY(SELECT x::text FROM ({IN_PROGRESS}) AS candidates(x) {may_have_written}), "
         "EXISTS(SELECT FROM unnest(%s::xid8[]) AS x"
         " WHERE coalesce(pg_xact_status(x), 'committed') = 'committed')"
     )
