@@ -8,14 +8,16 @@ access is recorded with who, when and why.
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 
 import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Group, Permission, PermissionsMixin
-from django.contrib.postgres.expressions import ArraySubquery
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.db import models
-from django.db.models.functions import Concat
+from django.db import connection, models
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -87,6 +89,30 @@ class Site(models.Model):
         return zoneinfo.ZoneInfo(self.time_zone)
 
 
+@functools.cache
+def _permission_names_sql() -> str:
+    """The subquery of UserManager.with_permission_names, over the user table's own name: the
+    permissions granted to the user directly, or to a role (group) the user holds."""
+    q = connection.ops.quote_name
+    user = f"{q(User._meta.db_table)}.{q(User._meta.pk.column)}"
+    direct = User.user_permissions.through._meta
+    by_role = Group.permissions.through._meta
+    grant = RoleGrant._meta
+    permission = Permission._meta
+    content_type = ContentType._meta
+    return (
+        f"ARRAY(SELECT ct.{q('app_label')} || '.' || p.{q('codename')}"  # noqa: S608 - names from metadata
+        f" FROM {q(permission.db_table)} p JOIN {q(content_type.db_table)} ct"
+        f" ON p.{q(permission.get_field('content_type').column)} = ct.{q(content_type.pk.column)}"
+        f" WHERE p.{q(permission.pk.column)} IN (SELECT d.{q(direct.get_field('permission').column)}"
+        f" FROM {q(direct.db_table)} d WHERE d.{q(direct.get_field('user').column)} = {user})"
+        f" OR p.{q(permission.pk.column)} IN (SELECT r.{q(by_role.get_field('permission').column)}"
+        f" FROM {q(by_role.db_table)} r JOIN {q(grant.db_table)} g"
+        f" ON r.{q(by_role.get_field('group').column)} = g.{q(grant.get_field('group').column)}"
+        f" WHERE g.{q(grant.get_field('user').column)} = {user}))"
+    )
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
@@ -106,19 +132,11 @@ class UserManager(BaseUserManager):
     def with_permission_names(self):
         """Users with `permission_names`: the names ("app_label.codename") of the permissions
         granted to them directly or through their roles, read in the same statement as the user
-        (ModelBackend reads them in two more)."""
-        user = models.OuterRef(models.OuterRef("pk"))
-        granted_directly = self.model.user_permissions.through.objects.filter(user=user)
-        roles = RoleGrant.objects.filter(user=models.OuterRef(user)).values("group")
-        granted_by_role = Group.permissions.through.objects.filter(group__in=roles)
-        granted = Permission.objects.filter(
-            models.Q(pk__in=granted_directly.values("permission"))
-            | models.Q(pk__in=granted_by_role.values("permission"))
-        )
-        name = Concat(
-            "content_type__app_label", models.Value("."), "codename", output_field=models.CharField()
-        )
-        return self.annotate(permission_names=ArraySubquery(granted.order_by().values_list(name)))
+        (ModelBackend reads them in two more). Written once as SQL from the models' metadata: the
+        same subquery built with nested OuterRefs cost ~4 ms of Python on every request, four
+        times what PostgreSQL takes to run it."""
+        names = RawSQL(_permission_names_sql(), (), output_field=ArrayField(models.CharField()))  # noqa: S611 - no input: names from metadata
+        return self.annotate(permission_names=names)
 
     def visible_to(self, user):
         """Users an administrator may manage; everyone else sees only themself."""
