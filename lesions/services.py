@@ -37,6 +37,7 @@ from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import EditConflict, save_if_unchanged
 from trial.locks import require_unlocked, visit_locked
 from trial.models import User
+from trial.prepared_queries import PreparedQuery
 from trial.protocol import PROTOCOL, Form
 
 # A change of more than this fraction since the last visit is implausible enough to double-check.
@@ -284,7 +285,7 @@ class VisitEntry:
         self.lesions: dict[int, Lesion] = {}
 
     def _read(self, lesions) -> list[Lesion]:
-        found = list(lesions.order_by())
+        found = list(lesions)
         self.lesions = {lesion.pk: lesion for lesion in found}
         return found
 
@@ -292,7 +293,7 @@ class VisitEntry:
         """The lesions of the table (present on the visit day, or with data at this visit) with
         their records at the visit (`Lesion.objects.in_visit_table`) and their last earlier
         measurement (`previous_measurement`), in one statement."""
-        return self._read(Lesion.objects.in_visit_table(self.visit, self.day))
+        return self._read(visit_table_lesions(self.visit, self.day))
 
     def lesions_named(self, lesion_ids: set[int]) -> list[Lesion]:
         """These lesions of the visit's participant with their records at the visit and their last
@@ -302,20 +303,61 @@ class VisitEntry:
             Lesion.objects.filter(pk__in=lesion_ids, participant_id=visit.participant_id)
             .with_records_at(visit)
             .with_previous_measurement(visit)
+            .order_by()
         )
+
+
+# The two reads of every table save, compiled once per process (trial.prepared_queries): building
+# and compiling them cost more Python than the rest of the save's reads together.
+def _locked_visits():
+    return (
+        Visit.objects.select_for_update(of=("self",))
+        .select_related("participant__site")
+        .annotate(locked=visit_locked())
+    )
+
+
+_ENTRY_VISIT = PreparedQuery(lambda visit_id: _locked_visits().filter(pk=visit_id), visit_id=int)
+# Visit.objects.visible_to for a user who sees only their own sites, in the same statement.
+_MEMBERS_ENTRY_VISIT = PreparedQuery(
+    lambda visit_id, user_id: _locked_visits().filter(
+        pk=visit_id, participant__in=Participant.objects.of_site_member(user_id)
+    ),
+    visit_id=int,
+    user_id=int,
+)
+_TABLE_LESIONS = PreparedQuery(
+    lambda visit_id, participant_id, sequence, day: Lesion.objects.in_visit_table(
+        Visit(pk=visit_id, participant_id=participant_id, sequence=sequence), day
+    ).order_by(),
+    visit_id=int,
+    participant_id=int,
+    sequence=int,
+    day=dt.date,
+)
+
+
+def visit_table_lesions(visit: Visit, day: dt.date) -> list[Lesion]:
+    """`Lesion.objects.in_visit_table(visit, day)`, unordered: the rows of the visit's table."""
+    return _TABLE_LESIONS(
+        visit_id=visit.pk, participant_id=visit.participant_id, sequence=visit.sequence, day=day
+    )
 
 
 def _entry_visit(actor: User | None, visit_id: int) -> Visit:
     """The visit row-locked until the transaction ends (one writer per visit at a time: the session
     dose total is checked under this lock), if `actor` may see its site - Visit.DoesNotExist
-    otherwise. Not the screening: the child-bearing flag is read only when a dose changes."""
-    visits = Visit.objects.all() if actor is None else Visit.objects.visible_to(actor)
-    return (
-        visits.select_for_update(of=("self",))
-        .select_related("participant__site")
-        .annotate(locked=visit_locked())
-        .get(pk=visit_id)
-    )
+    otherwise. Not the screening: the child-bearing flag is read only when a dose changes.
+    Who may see which visit is `Visit.objects.visible_to`'s rule, one prepared statement a case."""
+    if actor is None or actor.has_perm("trial.view_all_sites"):
+        found = _ENTRY_VISIT(visit_id=visit_id)
+    elif actor.is_active and actor.is_authenticated:
+        found = _MEMBERS_ENTRY_VISIT(visit_id=visit_id, user_id=actor.pk)
+    else:
+        found = []
+    if not found:
+        raise Visit.DoesNotExist
+    return found[0]
 
 
 @contextlib.contextmanager

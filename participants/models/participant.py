@@ -66,7 +66,12 @@ class ParticipantQuerySet(models.QuerySet):
             return self.none()
         if user.has_perm("trial.view_all_sites"):
             return self
-        return self.filter(site__memberships__user=user)
+        return self.of_site_member(user.pk)
+
+    def of_site_member(self, user_id: int) -> ParticipantQuerySet:
+        """Participants of the sites the user is a member of: what `visible_to` shows a user who
+        may see only their own sites."""
+        return self.filter(site__memberships__user_id=user_id)
 
     def contactable(self) -> ParticipantQuerySet:
         """Participants the study may still contact (e-mails, reminders): on study and no

@@ -342,3 +342,55 @@ def test_no_pregnancy_test_is_needed_without_child_bearing_potential(
         actor=coordinator, visit=baseline, rows=[LesionRow(lesions[0], injection=injection("0.50"))]
     )
     assert [i.volume_ml for i in result.injections] == [Decimal("0.50")]
+
+
+def test_the_tables_prepared_read_is_the_querysets_read(
+    lesions, participant, baseline, coordinator, negative_test
+):
+    """The table's lesions read once compiled (trial.prepared_queries) gives what the queryset it
+    is built from gives - rows, records at the visit, last earlier measurement - at every visit."""
+    from lesions.services import visit_table_lesions
+
+    visit_lesions_save(
+        actor=coordinator,
+        visit=baseline,
+        rows=[
+            LesionRow(lesions[0], measurement=measurement("10.0"), injection=injection("0.50")),
+            LesionRow(lesions[1], measurement=measurement("20.0", depth=None)),
+        ],
+    )
+    week_4 = participant.visits.get(code="W4")
+    visit_lesions_save(
+        actor=coordinator, visit=week_4, rows=[LesionRow(lesions[0], measurement=measurement("9.0"))]
+    )
+
+    def seen(found):
+        rows = []
+        for lesion in sorted(found, key=lambda lesion: lesion.label):
+            m = getattr(lesion, "measurement_at_visit", None)
+            i = getattr(lesion, "injection_at_visit", None)
+            rows.append(
+                (
+                    lesion.pk,
+                    lesion.label,
+                    lesion.row_version,
+                    lesion.participant_id,
+                    m and (m.pk, m.length_mm, m.depth_mm, m.row_version, m.lesion_id),
+                    i and (i.pk, i.volume_ml, i.row_version),
+                    lesion.previous_measurement,
+                )
+            )
+        return rows
+
+    for visit, day in [(baseline, TODAY), (week_4, TODAY), (week_4, TODAY - dt.timedelta(days=400))]:
+        prepared = visit_table_lesions(visit, day)
+        assert seen(prepared) == seen(Lesion.objects.in_visit_table(visit, day))
+    at_week_4 = {lesion.label: lesion for lesion in visit_table_lesions(week_4, TODAY)}
+    assert at_week_4["L1"].measurement_at_visit.length_mm == Decimal("9.0")
+    assert at_week_4["L1"].previous_measurement == {
+        "length_mm": "10.0",
+        "width_mm": "8.0",
+        "depth_mm": "5.0",
+        "visit": "W0",
+    }
+    assert not hasattr(at_week_4["L2"], "measurement_at_visit")
