@@ -320,7 +320,7 @@ class VisitLesionTableView(PermissionRequiredMixin, View):
         """The table with `lesions` (read as `services.VisitEntry.table_lesions` reads them), or
         as saved now."""
         if lesions is None:
-            lesions = Lesion.objects.in_visit_table(self.visit, self.day).order_by()
+            lesions = services.visit_table_lesions(self.visit, self.day)
         return VisitTable(
             data,
             rows=visit_rows(lesions),
