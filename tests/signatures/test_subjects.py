@@ -28,6 +28,7 @@ from tests.reports.conftest import (  # noqa: F401 - shared fixtures
 )
 from tests.signatures.test_signing import current_code
 from trial.audit import event_model_for
+from trial.roles import Role
 from trial.signatures import services
 from trial.signatures.models import Signature, SigningFailure
 
@@ -322,28 +323,35 @@ def test_the_participant_page_shows_both_signatures_and_a_void_one_as_void(
 # --- The queue ---------------------------------------------------------------------------------
 
 
+def enrol(screening, *, coordinator, investigator, consent_v1):  # noqa: F811
+    """The screened person found eligible, confirmed, consented and enrolled today."""
+    from django.utils import timezone
+
+    participant_services.eligibility_record(
+        actor=coordinator, screening=screening, answers=dict(ELIGIBLE_ANSWERS)
+    )
+    participant_services.eligibility_confirm(actor=investigator, screening=screening)
+    participant_services.consent_record(
+        actor=coordinator,
+        screening=screening,
+        document=consent_v1,
+        consented_at=timezone.now(),
+        participant_signature=screening.first_name,
+        attestation=True,
+        copy_given=True,
+    )
+    return participant_services.participant_enroll(actor=coordinator, screening=screening, enrolled_on=TODAY)
+
+
 def enrol_complete_and_end(n: int, *, screen, coordinator, investigator, consent_v1):  # noqa: F811
     """n participants, each with a completed baseline visit, an eligibility and an end of study
     waiting for a signature."""
-    from django.utils import timezone
-
     for i in range(n):
-        screening = screen(first_name=f"P{i}")
-        participant_services.eligibility_record(
-            actor=coordinator, screening=screening, answers=dict(ELIGIBLE_ANSWERS)
-        )
-        participant_services.eligibility_confirm(actor=investigator, screening=screening)
-        participant_services.consent_record(
-            actor=coordinator,
-            screening=screening,
-            document=consent_v1,
-            consented_at=timezone.now(),
-            participant_signature=f"P{i}",
-            attestation=True,
-            copy_given=True,
-        )
-        enrolled = participant_services.participant_enroll(
-            actor=coordinator, screening=screening, enrolled_on=TODAY
+        enrolled = enrol(
+            screen(first_name=f"P{i}"),
+            coordinator=coordinator,
+            investigator=investigator,
+            consent_v1=consent_v1,
         )
         visit_services.visit_complete(
             actor=coordinator, visit=enrolled.visits.get(code="W0"), visit_date=TODAY
@@ -383,6 +391,47 @@ def test_the_queue_lists_every_kind_and_its_query_count_does_not_grow(
     with django_capture_on_commit_callbacks(execute=False):
         enrol_complete_and_end(8, **people)
     assert queries_of_queue(10) == small
+
+
+def test_the_queue_lists_visits_oldest_first_then_by_study_id_then_visit_order(
+    client,
+    site_a,
+    site_b,
+    make_user,
+    consent_v1,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    both_coordinator = make_user(role=Role.COORDINATOR, sites=[site_a, site_b])
+    both_investigator = make_user(role=Role.INVESTIGATOR, sites=[site_a, site_b])
+    people = {"coordinator": both_coordinator, "investigator": both_investigator, "consent_v1": consent_v1}
+
+    def enrolled_at(site):
+        screening = participant_services.screening_create(
+            actor=both_coordinator,
+            site=site,
+            first_name=f"At {site.code}",
+            last_name="Doe",
+            date_of_birth=dt.date(1970, 5, 17),
+            sex="female",
+            screening_date=TODAY,
+        )
+        return enrol(screening, **people)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        # Enrolled first (the lower ids), but B1-001 comes after A1-001 on the same day.
+        at_b, at_a = enrolled_at(site_b), enrolled_at(site_a)
+        visit_services.visit_complete(
+            actor=both_coordinator, visit=at_b.visits.get(code="W0"), visit_date=TODAY
+        )
+        with time_machine.travel(dt.datetime(2026, 11, 5, 15, 0, tzinfo=dt.UTC), tick=False):
+            # Two days later: B1-001's next visit (planned before A1-001's, the lower id) early.
+            later = TODAY + dt.timedelta(days=2)
+            for participant, code in ((at_b, "W4"), (at_a, "W0")):
+                visit = participant.visits.get(code=code)
+                visit_services.visit_complete(actor=both_coordinator, visit=visit, visit_date=later)
+    sign_in(client, both_investigator)
+    response = client.get("/signatures/queue/")
+    assert [str(visit) for visit in response.context["visits"]] == ["B1-001 W0", "A1-001 W0", "B1-001 W4"]
 
 
 def test_the_queue_signs_several_kinds_at_once(
