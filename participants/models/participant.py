@@ -159,8 +159,16 @@ class Participant(models.Model):
                 name="end_of_study_complete",
             ),
         ]
-        # Work lists count and read a site's on-study participants (the today list).
-        indexes = [models.Index(fields=["site", "status"], name="participant_site_status")]
+        indexes = [
+            # Work lists count and read a site's on-study participants (the today list).
+            models.Index(fields=["site", "status"], name="participant_site_status"),
+            # The signature queue's ends of study, in the order it lists them.
+            models.Index(
+                fields=["ended_on", "study_id"],
+                condition=~models.Q(status="on_study"),
+                name="participant_ended",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.study_id

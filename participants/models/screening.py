@@ -106,7 +106,11 @@ class Screening(models.Model):
                 name="screening_after_birth",
             )
         ]
-        indexes = [models.Index(fields=["site", "outcome"])]
+        indexes = [
+            models.Index(fields=["site", "outcome"]),
+            # The signature queue's eligibility checklists, oldest first.
+            models.Index(fields=["screening_date", "id"], name="screening_date_id"),
+        ]
 
     def __str__(self) -> str:
         return self.screening_number

@@ -107,6 +107,15 @@ class Visit(models.Model):
             models.Index(fields=["status", "window_opens"]),
             # The today list's "due today" section: planned visits whose target date is today.
             models.Index(fields=["status", "target_date"], name="visit_status_target"),
+            # The signature queue: completed visits oldest first, walked in this order to a page
+            # (same-day visits are then sorted by study id and visit order); the included columns
+            # let the walk and the queue's count read the index alone.
+            models.Index(
+                fields=["visit_date"],
+                include=["participant", "sequence", "id"],
+                condition=models.Q(status="completed"),
+                name="visit_completed_date",
+            ),
         ]
 
     def __str__(self) -> str:

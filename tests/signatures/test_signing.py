@@ -121,7 +121,7 @@ def test_an_edit_after_signing_voids_the_signature_with_an_audit_entry(
     lesions,  # noqa: F811
 ):
     (signature,) = sign(investigator, completed_visit)
-    assert not services.visits_to_sign(investigator).filter(pk=completed_visit.pk).exists()
+    assert not services.visits_to_sign(investigator).queryset.filter(pk=completed_visit.pk).exists()
     correct_measurement(completed_visit, lesions[0], coordinator)
     assert services.signatures_verify_changed() == 1
     signature.refresh_from_db()
@@ -129,7 +129,7 @@ def test_an_edit_after_signing_voids_the_signature_with_an_audit_entry(
     assert "changed after signing" in signature.void_reason
     void_event = event_model_for(Signature).objects.filter(pgh_obj_id=signature.pk, pgh_label="update").get()
     assert void_event.status == "void" and void_event.pgh_context["actor"] == "signature verification"
-    queued = services.visits_to_sign(investigator).get(pk=completed_visit.pk)
+    queued = services.visits_to_sign(investigator).queryset.get(pk=completed_visit.pk)
     assert queued.was_signed
     # A new signature binds the new content (a minute later: a TOTP code is used once).
     with time_machine.travel(dt.datetime(2026, 11, 3, 15, 1, tzinfo=dt.UTC), tick=False):

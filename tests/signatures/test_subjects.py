@@ -84,7 +84,7 @@ def test_signing_eligibility_is_the_investigators_confirmation(eligible_screenin
     assert signature.content["screening"]["date_of_birth"] == "1970-05-17"
     assert "first_name" not in signature.content["screening"]
     assert services.signature_verify(signature).valid
-    assert not services.eligibility_to_sign(investigator).exists()
+    assert not services.eligibility_to_sign(investigator).queryset.exists()
 
 
 def test_an_incomplete_checklist_cannot_be_signed(screen, investigator):  # noqa: F811
@@ -112,7 +112,7 @@ def test_a_changed_answer_voids_the_eligibility_signature_and_queues_it_again(
     assert signature.status == "void" and "changed after signing" in signature.void_reason
     void_event = event_model_for(Signature).objects.get(pgh_obj_id=signature.pk, pgh_label="update")
     assert void_event.status == "void"
-    queued = services.eligibility_to_sign(investigator).get(pk=eligible_screening.pk)
+    queued = services.eligibility_to_sign(investigator).queryset.get(pk=eligible_screening.pk)
     assert queued.was_signed
     with a_minute_later():
         again = sign(investigator, eligible_screening)
@@ -155,7 +155,7 @@ def test_a_participant_on_study_has_no_end_of_study_to_sign(participant, investi
 
     with pytest.raises(ValidationError, match="still on study"):
         sign(investigator, participant)
-    assert participant not in services.ends_of_study_to_sign(investigator)
+    assert participant not in services.ends_of_study_to_sign(investigator).queryset
 
 
 def test_a_later_withdrawal_voids_the_end_of_study_signature(ended, investigator, coordinator):  # noqa: F811
@@ -166,7 +166,7 @@ def test_a_later_withdrawal_voids_the_end_of_study_signature(ended, investigator
     assert services.signatures_verify_changed() == 1
     signature.refresh_from_db()
     assert signature.status == "void"
-    assert services.ends_of_study_to_sign(investigator).get(pk=ended.pk).was_signed
+    assert services.ends_of_study_to_sign(investigator).queryset.get(pk=ended.pk).was_signed
 
 
 # --- Database rules ----------------------------------------------------------------------------

@@ -358,46 +358,95 @@ def signatures_verify_changed_for(user: User) -> int:
     return voided
 
 
-def _waiting(queryset: QuerySet, kind: str, outer: str = "pk") -> QuerySet:
-    """Subjects with no valid signature; `was_signed` marks those whose signature was voided."""
-    signatures = Signature.objects.filter(kind=kind, **{SUBJECTS[kind].field: OuterRef(outer)})
-    return queryset.exclude(Exists(signatures.filter(status=SignatureStatus.VALID))).annotate(
-        was_signed=Exists(signatures.filter(status=SignatureStatus.VOID))
+def _waiting(queryset: QuerySet, kind: str) -> QuerySet:
+    """The subjects of `queryset` with no valid signature.
+
+    Written NOT IN (the valid signatures' subject ids), not NOT EXISTS: PostgreSQL checks NOT IN
+    against one hash of those ids as a filter of the scan, which keeps the scan's order, so a list
+    can walk its ordering index and stop at its page. NOT EXISTS is planned as an anti-join:
+    either an index probe for each row walked (slow where the oldest subjects are all signed:
+    each of them is probed) or a hash join that loses the order (all that wait sorted for each
+    page). The ids are never NULL (a NULL would make NOT IN match nothing). PostgreSQL hashes them
+    while it expects the hash to fit in hash_mem (with the default work_mem, 4 MB x 2: about
+    260,000 valid signatures of one kind); past that it would scan the ids again for each row."""
+    field = SUBJECTS[kind].field
+    valid = Signature.objects.filter(
+        kind=kind, status=SignatureStatus.VALID, **{f"{field}__isnull": False}
+    ).values(field)
+    return queryset.exclude(pk__in=valid)
+
+
+@dataclass(frozen=True)
+class WaitingList:
+    """One kind of subject waiting for a signature, as the queue lists it: in `order`, with the
+    `related` rows it shows and `was_signed` (a signature voided by a later edit).
+
+    `trial.pagination.list_page` reads it a page at a time (`count()`, then a slice): the page's
+    keys first, by a walk of the list's ordering index that reads only the columns of the order
+    and of the checks (from the index alone where it covers them, as for visits), then those rows
+    in full. Read in one statement, the walk would fetch from the table every row it passes
+    over, the signed ones before the page too."""
+
+    kind: str
+    subjects: QuerySet  # all that wait (listed in `order`)
+    order: tuple[str, ...]
+    related: tuple[str, ...]
+
+    @property
+    def queryset(self) -> QuerySet:
+        """All that wait, as listed."""
+        return self._listed(self.subjects)
+
+    def count(self) -> int:
+        return self.subjects.count()
+
+    def __getitem__(self, page: slice) -> list[Model]:
+        keys = self.subjects.order_by(*self.order).values("pk")[page]
+        return list(self._listed(self.subjects.model._default_manager.filter(pk__in=keys)))
+
+    def _listed(self, subjects: QuerySet) -> QuerySet:
+        void = Signature.objects.filter(
+            kind=self.kind, status=SignatureStatus.VOID, **{SUBJECTS[self.kind].field: OuterRef("pk")}
+        )
+        return subjects.select_related(*self.related).annotate(was_signed=Exists(void)).order_by(*self.order)
+
+
+def visits_to_sign(user: User) -> WaitingList:
+    """Completed visits at the user's sites with no valid signature, oldest first (then by study
+    id and visit order)."""
+    return WaitingList(
+        SignatureKind.VISIT,
+        _waiting(Visit.objects.visible_to(user).filter(status=VisitStatus.COMPLETED), SignatureKind.VISIT),
+        order=("visit_date", "participant__study_id", "sequence"),
+        related=("participant", "participant__site"),
     )
 
 
-def visits_to_sign(user: User) -> QuerySet[Visit]:
-    """Completed visits at the user's sites with no valid signature, oldest first; `was_signed`
-    marks those whose signature was voided by a later edit."""
-    return (
-        _waiting(Visit.objects.visible_to(user).filter(status=VisitStatus.COMPLETED), SignatureKind.VISIT)
-        .select_related("participant", "participant__site")
-        .order_by("visit_date", "participant__study_id", "sequence")
-    )
-
-
-def eligibility_to_sign(user: User) -> QuerySet[Screening]:
+def eligibility_to_sign(user: User) -> WaitingList:
     """Screenings at the user's sites whose checklist meets every criterion and has no valid
     signature (signing confirms it), not recorded as declined; oldest first."""
-    return (
+    return WaitingList(
+        SignatureKind.ELIGIBILITY,
         _waiting(
             Screening.objects.visible_to(user)
             .filter(eligibility__status=EligibilityStatus.ELIGIBLE)
             .exclude(outcome=ScreeningOutcome.DECLINED),
             SignatureKind.ELIGIBILITY,
-        )
-        .select_related("site", "eligibility")
-        .order_by("screening_date", "pk")
+        ),
+        order=("screening_date", "pk"),
+        related=("site", "eligibility"),
     )
 
 
-def ends_of_study_to_sign(user: User) -> QuerySet[Participant]:
-    """Participants at the user's sites whose time on study ended with no valid signature of it."""
-    return (
+def ends_of_study_to_sign(user: User) -> WaitingList:
+    """Participants at the user's sites whose time on study ended with no valid signature of it,
+    in the order of their end."""
+    return WaitingList(
+        SignatureKind.END_OF_STUDY,
         _waiting(
             Participant.objects.visible_to(user).exclude(status=ParticipantStatus.ON_STUDY),
             SignatureKind.END_OF_STUDY,
-        )
-        .select_related("site")
-        .order_by("ended_on", "study_id")
+        ),
+        order=("ended_on", "study_id"),
+        related=("site",),
     )
