@@ -132,3 +132,19 @@ def test_site_list_query_count_does_not_grow(make_user, signed_in, django_assert
         return len(ctx.captured_queries)
 
     assert count(2) == count(25)
+
+
+def test_the_sites_a_request_works_in_follow_who_may_see_which_site(make_user, site_a, site_b):
+    """The sites read once per request (the selector, the current site, site checks) are
+    `sites_for`'s: a member's active sites, every active site for a cross-site role, none for a
+    deactivated account."""
+    from types import SimpleNamespace
+
+    from trial.sites import request_sites, sites_for
+
+    closed = SiteFactory(code="C1", name="Closed site", is_active=False)
+    member = make_user(role=Role.COORDINATOR, sites=[site_a, closed])
+    data_manager = make_user(role=Role.DATA_MANAGER)
+    deactivated = make_user(role=Role.COORDINATOR, sites=[site_a], is_active=False)
+    for user, expected in [(member, [site_a]), (data_manager, [site_a, site_b]), (deactivated, [])]:
+        assert request_sites(SimpleNamespace(user=user)) == list(sites_for(user)) == expected

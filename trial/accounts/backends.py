@@ -15,13 +15,20 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
+from trial.prepared_queries import PreparedQuery
+
+# Read on every signed-in request: compiled once per process (trial.prepared_queries).
+_USER = PreparedQuery(
+    lambda user_id: get_user_model()._default_manager.with_permission_names().filter(pk=user_id),
+    user_id=int,
+)
+
 
 class UserWithPermissionsBackend(ModelBackend):
     def get_user(self, user_id):
-        user_model = get_user_model()
         try:
-            user = user_model._default_manager.with_permission_names().get(pk=user_id)
-        except user_model.DoesNotExist:
+            (user,) = _USER(user_id=int(user_id))
+        except (TypeError, ValueError):  # no such user (or not an id)
             return None
         if not self.user_can_authenticate(user):
             return None
