@@ -35,7 +35,7 @@ from typing import Generic, TypeVar
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
-from django.db.models.query import get_related_populators
+from django.db.models.query import ModelIterable, get_related_populators
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
@@ -114,6 +114,10 @@ class PreparedQuery(Generic[M]):
     def __call__(self, *, using: str = DEFAULT_DB_ALIAS, **values) -> list[M]:
         if values.keys() != self.parameters.keys():
             raise TypeError(f"a prepared query takes {sorted(self.parameters)}, not {sorted(values)}")
+        for name, value in values.items():
+            # None included: the queryset would have said IS NULL where the statement says = NULL.
+            if not isinstance(value, self.parameters[name]):
+                raise TypeError(f"{name} is {value!r}, not a {self.parameters[name].__name__}")
         statement = self._statements.get(using)
         if statement is None:
             # Two threads may both compile the first time: the same statement, either one is kept.
@@ -130,7 +134,10 @@ class PreparedQuery(Generic[M]):
         ]
         compiled = []
         for values in variants:
-            compiler = self.build(**values).query.get_compiler(using=using)
+            queryset = self.build(**values)
+            if queryset._iterable_class is not ModelIterable or queryset._prefetch_related_lookups:
+                raise ImproperlyConfigured(f"{self.build!r}: a prepared query reads model instances only")
+            compiler = queryset.query.get_compiler(using=using)
             sql, params = compiler.as_sql()
             compiled.append((compiler, sql, tuple(params)))
         (compiler, sql, params), (_other, other_sql, other_params) = compiled
@@ -140,8 +147,6 @@ class PreparedQuery(Generic[M]):
         unused = set(self.parameters) - set(slots)
         if unused:
             raise ImproperlyConfigured(f"{self.build!r}: {sorted(unused)} never reach the statement")
-        if compiler.klass_info is None:
-            raise ImproperlyConfigured(f"{self.build!r}: a prepared query reads model instances")
         select, klass_info = compiler.select, compiler.klass_info
         fields = [column for column, _sql, _alias in select[: compiler.col_count]]
         columns = klass_info["select_fields"]

@@ -73,3 +73,15 @@ def test_values_are_the_declared_ones():
         by_code(site="A1")
     with pytest.raises(TypeError, match="int, date or str"):
         PreparedQuery(lambda ratio: Site.objects.filter(pk=ratio), ratio=float)(ratio=1.0)
+
+
+def test_a_prepared_query_reads_model_instances_with_values_of_their_declared_type():
+    by_code = PreparedQuery(lambda code: Site.objects.filter(code=code), code=str)
+    with pytest.raises(TypeError, match="not a str"):
+        by_code(code=None)  # the queryset would say IS NULL, a statement "= NULL"
+    with pytest.raises(ImproperlyConfigured, match="model instances only"):
+        PreparedQuery(lambda code: Site.objects.filter(code=code).values("name"), code=str)(code="A1")
+    with pytest.raises(ImproperlyConfigured, match="model instances only"):
+        PreparedQuery(lambda code: Site.objects.filter(code=code).prefetch_related("memberships"), code=str)(
+            code="A1"
+        )
