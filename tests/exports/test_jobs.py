@@ -1,16 +1,22 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from decimal import Decimal
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
 from django.urls import reverse
 
+from lesions.models import UltrasoundMeasurement
+from participants.models import Participant
 from tests.conftest import sign_in
 from tests.exports.conftest import job_bytes, job_rows
-from trial.audit import event_model_for
+from trial.audit import audit_context, event_model_for
 from trial.exports import services
 from trial.exports.models import ExportJob, ExportStatus
+from trial.exports.progress import ProgressReporter
 from trial.exports.tasks import export_run
 
 
@@ -116,3 +122,40 @@ def test_missing_or_unfinished_exports_are_not_found(monitor, client):
     sign_in(client, monitor)
     assert client.get(reverse("exports:download", args=[job.pk])).status_code == 404
     assert client.get("/exports/999999/download/").status_code == 404
+
+
+# Committed rows: the export and the save run on two connections, as the worker and a site do.
+@pytest.mark.django_db(transaction=True)
+def test_an_export_is_the_data_as_it_stood_when_it_began(study_data, monitor, monkeypatch):
+    """A save committed while the file is being written (here: once its first record is out)
+    is not in it, not even its part in the forms read later: an export never mixes the states of
+    the data before and after a save."""
+    measurement = UltrasoundMeasurement.objects.get(lesion__label="L1")
+    job = ExportJob.objects.create(
+        kind="csv_long", parameters={"site_ids": [study_data.site_id]}, requested_by=monitor
+    )
+
+    def coordinator_saves():  # at a site, while the export runs: one save of two forms
+        with transaction.atomic(), audit_context(reason="transcription error"):
+            Participant.objects.filter(pk=study_data.pk).update(time_zone="Europe/Paris")
+            UltrasoundMeasurement.objects.filter(pk=measurement.pk).update(length_mm=Decimal("13.5"))
+        connection.close()
+
+    report = ProgressReporter.__call__
+
+    def report_then_a_save_commits(self, done):
+        report(self, done)
+        if done == 1:
+            elsewhere = threading.Thread(target=coordinator_saves)
+            elsewhere.start()
+            elsewhere.join()
+
+    monkeypatch.setattr(ProgressReporter, "__call__", report_then_a_save_commits)
+    export_run.apply(args=[job.pk]).get()
+    job.refresh_from_db()
+    assert job.status == ExportStatus.DONE, job.error
+    values = {(r["form"], r["record_id"], r["field"]): r["value"] for r in job_rows(job)}
+    assert values["PARTICIPANT", str(study_data.pk), "time_zone"] == study_data.time_zone
+    assert values["ULTRASOUNDMEASUREMENT", str(measurement.pk), "length_mm"] == "12.0"
+    measurement.refresh_from_db()
+    assert measurement.length_mm == Decimal("13.5")  # the save itself went through

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -117,10 +119,15 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
             raise ValidationError(_("The person who asked for this export may no longer export data."))
         participants = export_participants(user=user, parameters=parameters)
         forms = [form_by_code(parameters.form)] if job.kind == ExportKind.CSV_WIDE else FORMS
+        # Counted before the snapshot starts (a record saved in between makes the bar end a little
+        # early or late): the total is audited, and the snapshot's transaction writes nothing.
         ExportJob.objects.filter(pk=job.pk).update(total=_total(job.kind, forms, participants), progress=0)
-        rows, extension, digest, handle = _write(
-            job, parameters, participants, user, ProgressReporter(job.pk)
-        )
+        with (
+            export_snapshot() as own_snapshot,
+            ProgressReporter(job.pk, own_connection=own_snapshot) as progress,
+        ):
+            rows, extension, digest, handle = _write(job, parameters, participants, user, progress)
+        # The file and the job's end are written after the snapshot, in a transaction of their own.
         name = f"{job.kind}-{timezone.now():%Y%m%d-%H%M%S}.{extension}"
         with transaction.atomic(), audit_context(reason="export finished"):
             job.refresh_from_db()
@@ -138,6 +145,32 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
         _fail(job, _("The export failed; the team has been told."))
         raise
     return job
+
+
+@contextlib.contextmanager
+def export_snapshot() -> Iterator[bool]:
+    """Every read of the block in one transaction, REPEATABLE READ and READ ONLY: the export is
+    the data as it stood at its first read. An export must not mix states of the data: a visit's
+    measurements and its injections saved together while the export runs are in the file
+    together or not at all, whichever form is read first.
+
+    It is also what lets the records stream. Outside a transaction Django declares its
+    server-side cursors (`.iterator()`) WITH HOLD, and PostgreSQL then materialises each form's
+    whole result (in temporary files at 10,000 participants) before the first row is read; inside
+    one, rows come as they are found.
+
+    Yields True when the block got a snapshot of its own. Inside a caller's transaction (a test's,
+    say) the export reads what that transaction sees and yields False: the isolation of a
+    transaction that has already read cannot change, and a job row it has not committed is
+    invisible to any other connection, so progress must be written in it."""
+    if connection.in_atomic_block:
+        yield False
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # Before any other statement of the transaction, as PostgreSQL requires.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield True
 
 
 def _fail(job: ExportJob, message: str) -> None:
