@@ -33,6 +33,7 @@ from participants.models import (
 )
 from participants.visits import visits_plan
 from trial.access import require_site_permission
+from trial.after_response import after_response
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.locks import require_unlocked
 from trial.models import Site, User
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 
 def _announce(task_name: str, *args: Any) -> None:
-    """Tell another app after commit, by task name: participants never imports pro_measures.
+    """Tell another app after commit, by task name: participants never imports pro_measures. In a
+    request, after its response is sent (`trial.after_response`): the user does not wait for it.
 
     Best effort: the receiving app's hourly sweep does the same work, so an unreachable broker
     delays it but never fails the user's request (the data is already committed)."""
@@ -75,7 +77,8 @@ def _announce(task_name: str, *args: Any) -> None:
                 "Could not enqueue %s%r; the periodic sweep will do it.", task_name, args, exc_info=True
             )
 
-    transaction.on_commit(send)
+    # After the response: the user does not wait for the broker (trial.after_response).
+    transaction.on_commit(lambda: after_response(send))
 
 
 def _require(actor: User | None, permission: str) -> None:
