@@ -26,6 +26,11 @@ class QueryCountMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # A worker's first request (and the first after CONN_MAX_AGE) opens the connection, whose
+        # set-up runs statements of its own (django.contrib.postgres looks up its types' oids once
+        # per process): the connection's, not the page's. Opened before counting, so a page's
+        # count does not depend on which worker served it (a stray "3" for the 1-statement floor).
+        connection.ensure_connection()
         count = 0
 
         def counter(execute, sql, params, many, context):

@@ -29,6 +29,30 @@ def test_the_middleware_counts_the_statements_a_request_ran():
     assert int(response[RSS_HEADER]) > 10_000  # KiB: a Django process is well over 10 MB
 
 
+@pytest.mark.django_db(transaction=True)
+def test_opening_the_connection_is_not_counted_as_the_pages():
+    """The first request of a worker opens its connection, which runs set-up statements: the page's
+    count is still its own (the floor is 1 statement whichever worker answers)."""
+    from django.db.backends.signals import connection_created
+
+    def set_up(sender, connection, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # as a connection's set-up does
+
+    def view(request):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return HttpResponse("ok")
+
+    connection.close()
+    connection_created.connect(set_up)
+    try:
+        response = QueryCountMiddleware(view)(RequestFactory().get("/"))
+    finally:
+        connection_created.disconnect(set_up)
+    assert response[QUERIES_HEADER] == "1"
+
+
 def test_percentile_is_the_nearest_rank():
     values = list(range(1, 101))
     assert percentile(values, 0.95) == 95
