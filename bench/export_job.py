@@ -1,6 +1,6 @@
 """One export, run the way the worker runs it (`export_job_run`), in a process of its own so that
 its time and peak memory are the export's alone. `python -m bench.export_job <kind> <user email>`
-prints a JSON line; bench.renders reads the process's peak RSS from the kernel (wait4)."""
+prints a JSON line, with the process's peak resident memory (VmHWM)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def main(kind: str, email: str) -> None:
     django.setup()
     from django.db import connection
 
+    from bench.query_count import resident_kb
     from trial.audit import audit_context
     from trial.exports.models import ExportJob
     from trial.exports.services import export_job_run
@@ -52,6 +53,8 @@ def main(kind: str, email: str) -> None:
                 "rows": job.row_count,
                 "bytes": size,
                 "queries": queries,
+                # This process's own high-water mark (bench.renders.child_process says why).
+                "peak_rss_kb": resident_kb("self", "VmHWM"),
             }
         )
         + "\n"
