@@ -36,7 +36,7 @@ from trial.access import require_site_permission
 from trial.audit import actor_metadata, audit_context, reason_required
 from trial.concurrency import EditConflict, save_if_unchanged
 from trial.locks import require_unlocked, visit_locked
-from trial.models import User
+from trial.models import SiteVisibility, User, site_visibility
 from trial.prepared_queries import PreparedQuery
 from trial.protocol import PROTOCOL, Form
 
@@ -349,9 +349,10 @@ def _entry_visit(actor: User | None, visit_id: int) -> Visit:
     dose total is checked under this lock), if `actor` may see its site - Visit.DoesNotExist
     otherwise. Not the screening: the child-bearing flag is read only when a dose changes.
     Who may see which visit is `Visit.objects.visible_to`'s rule, one prepared statement a case."""
-    if actor is None or actor.has_perm("trial.view_all_sites"):
+    visibility = SiteVisibility.ALL_SITES if actor is None else site_visibility(actor)
+    if visibility is SiteVisibility.ALL_SITES:
         found = _ENTRY_VISIT(visit_id=visit_id)
-    elif actor.is_active and actor.is_authenticated:
+    elif visibility is SiteVisibility.MEMBER_SITES:
         found = _MEMBERS_ENTRY_VISIT(visit_id=visit_id, user_id=actor.pk)
     else:
         found = []

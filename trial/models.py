@@ -8,6 +8,7 @@ access is recorded with who, when and why.
 
 from __future__ import annotations
 
+import enum
 import functools
 import zoneinfo
 
@@ -34,12 +35,29 @@ def validate_time_zone(value: str) -> None:
         ) from None
 
 
+class SiteVisibility(enum.Enum):
+    """Whose data a user may see: the one rule behind every `visible_to`."""
+
+    NONE = "none"  # signed out, or a deactivated account
+    ALL_SITES = "all"  # a cross-site role (trial.view_all_sites)
+    MEMBER_SITES = "member"  # the sites of their memberships
+
+
+def site_visibility(user) -> SiteVisibility:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return SiteVisibility.NONE
+    if user.has_perm("trial.view_all_sites"):
+        return SiteVisibility.ALL_SITES
+    return SiteVisibility.MEMBER_SITES
+
+
 class SiteQuerySet(models.QuerySet):
     def visible_to(self, user) -> SiteQuerySet:
         """Sites whose data `user` may see: their memberships, or all for cross-site roles."""
-        if not getattr(user, "is_authenticated", False) or not user.is_active:
+        visibility = site_visibility(user)
+        if visibility is SiteVisibility.NONE:
             return self.none()
-        if user.has_perm("trial.view_all_sites"):
+        if visibility is SiteVisibility.ALL_SITES:
             return self
         return self.filter(memberships__user=user)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from trial.models import Site
+from trial.models import Site, SiteVisibility, site_visibility
 from trial.prepared_queries import PreparedQuery
 
 SESSION_KEY = "current_site_id"
@@ -30,9 +30,10 @@ _MEMBERS_ACTIVE_SITES = PreparedQuery(
 
 def _active_sites_of(user) -> list[Site]:
     """`list(sites_for(user))`."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    visibility = site_visibility(user)
+    if visibility is SiteVisibility.NONE:
         return []
-    if user.has_perm("trial.view_all_sites"):
+    if visibility is SiteVisibility.ALL_SITES:
         return _ALL_ACTIVE_SITES()
     return _MEMBERS_ACTIVE_SITES(user_id=user.pk)
 

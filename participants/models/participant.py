@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from participants.models.consent import ConsentDocument, ConsentRecord, ConsentWithdrawal
 from participants.models.screening import Screening
 from trial.audit import audited
-from trial.models import Site, validate_time_zone
+from trial.models import Site, SiteVisibility, site_visibility, validate_time_zone
 from trial.protocol import PROTOCOL
 
 # The database refuses an enrolment that the service would refuse: no code path can enrol a
@@ -62,9 +62,10 @@ class EndReason(models.TextChoices):
 
 class ParticipantQuerySet(models.QuerySet):
     def visible_to(self, user) -> ParticipantQuerySet:
-        if not getattr(user, "is_authenticated", False) or not user.is_active:
+        visibility = site_visibility(user)
+        if visibility is SiteVisibility.NONE:
             return self.none()
-        if user.has_perm("trial.view_all_sites"):
+        if visibility is SiteVisibility.ALL_SITES:
             return self
         return self.of_site_member(user.pk)
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from trial.audit import audited
-from trial.models import Site
+from trial.models import Site, SiteVisibility, site_visibility
 from trial.partial_dates import PartialDateField
 from trial.protocol import PROTOCOL, Diagnosis, age_in_years
 
@@ -46,9 +46,10 @@ class Sex(models.TextChoices):
 
 class ScreeningQuerySet(models.QuerySet):
     def visible_to(self, user) -> ScreeningQuerySet:
-        if not getattr(user, "is_authenticated", False) or not user.is_active:
+        visibility = site_visibility(user)
+        if visibility is SiteVisibility.NONE:
             return self.none()
-        if user.has_perm("trial.view_all_sites"):
+        if visibility is SiteVisibility.ALL_SITES:
             return self
         return self.filter(site__memberships__user=user)
 
